@@ -1,0 +1,32 @@
+"""onnxpipe-runtime: run onnxpipe pipelines with numpy + onnxruntime only (no torch).
+
+    from onnxpipe_runtime import Pipeline
+    with Pipeline.load("digits.onnx") as pipe:
+        out = pipe.run(image=pixels)
+"""
+
+from onnxpipe_runtime._version import __version__
+from onnxpipe_runtime.errors import (
+    InputError,
+    MissingExtensionError,
+    ModelLoadError,
+    PipelineError,
+    RunError,
+)
+from onnxpipe_runtime.pipeline import ClosedError, Pipeline
+from onnxpipe_runtime.signature import Signature, TensorSpec
+from onnxpipe_runtime.threads import default_threads
+
+__all__ = [
+    "ClosedError",
+    "InputError",
+    "MissingExtensionError",
+    "ModelLoadError",
+    "Pipeline",
+    "PipelineError",
+    "RunError",
+    "Signature",
+    "TensorSpec",
+    "__version__",
+    "default_threads",
+]

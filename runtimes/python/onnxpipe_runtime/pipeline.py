@@ -1,0 +1,241 @@
+"""Load an onnxpipe file and run it with numpy + onnxruntime (no torch)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+
+from onnxpipe_runtime import signature as sig
+from onnxpipe_runtime.errors import InputError, MissingExtensionError, ModelLoadError, PipelineError, RunError
+from onnxpipe_runtime.modelfile import ModelHeader, read_header
+from onnxpipe_runtime.tensor_json import DTYPES
+from onnxpipe_runtime.threads import default_threads, parse_threads
+
+__all__ = ["Pipeline", "ClosedError"]
+
+CONTRIB_DOMAIN = "ai.onnx.contrib"
+
+
+class ClosedError(PipelineError):
+    """The pipeline was closed; it cannot run any more."""
+
+    code = "CLOSED"
+
+
+def _extensions_library() -> str:
+    try:
+        from onnxruntime_extensions import get_library_path
+    except ImportError as e:
+        raise MissingExtensionError(
+            f"this model uses custom ops from domain {CONTRIB_DOMAIN!r}, which need the package "
+            "'onnxruntime-extensions' (pip install 'onnxpipe-runtime[text]')"
+        ) from e
+    return str(get_library_path())
+
+
+def session_options(threads: int) -> ort.SessionOptions:
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.log_severity_level = 3  # overridable-initializer notices are expected: thresholds are inputs by design
+    return so
+
+
+class Pipeline:
+    """An exported pipeline, ready to run. Thread-safe ``run``; use as a context manager or ``close()``.
+
+    >>> with Pipeline.load("digits.onnx") as pipe:
+    ...     out = pipe.run(image=pixels)          # {"score": ..., "label": ...}
+    """
+
+    def __init__(self, session: ort.InferenceSession, header: ModelHeader, path: Path, threads: int):
+        self._session: ort.InferenceSession | None = session
+        manifest = header.manifest
+        self.manifest = manifest
+        self.path = path
+        self.threads = threads
+        domains = tuple(d for d in header.domains if d != "ai.onnx")
+        self.signature = sig.from_manifest(manifest) if manifest is not None else sig.from_session(session, domains)
+        self._output_names = [o.name for o in self.signature.outputs]
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(
+        cls,
+        path: str | Path,
+        *,
+        threads: int | None = None,
+        providers: Sequence[str] | None = None,
+    ) -> Pipeline:
+        """Open ``path``. ``threads`` defaults to the CPUs this process may use (see ``threads.py``)."""
+        path = Path(path)
+        try:
+            data = path.read_bytes()
+        except OSError as e:
+            raise ModelLoadError(f"model file {str(path)!r}: cannot read it ({e.strerror})") from e
+        header = read_header(data, str(path))
+        header.manifest  # noqa: B018 - reject a bad manifest before paying for the session
+        n_threads = parse_threads(threads) if threads is not None else default_threads()
+        so = session_options(n_threads)
+        if CONTRIB_DOMAIN in header.domains:
+            so.register_custom_ops_library(_extensions_library())
+        try:
+            session = ort.InferenceSession(data, so, providers=list(providers or ["CPUExecutionProvider"]))
+        except Exception as e:  # onnxruntime raises several unrelated types for a bad model
+            raise ModelLoadError(f"model file {str(path)!r}: ONNX Runtime cannot load it: {e}") from e
+        return cls(session, header, path, n_threads)
+
+    # -- running -----------------------------------------------------------------------------------------
+    def run(self, inputs: Mapping[str, Any] | None = None, /, **kwargs: Any) -> dict[str, np.ndarray]:
+        """Run on named inputs (numpy arrays, lists, scalars; strings as str/object arrays or lists).
+
+        Returns ``{output_name: array}`` in the signature's order. Raises :class:`InputError` (naming the input,
+        what was given and what is expected) before ONNX Runtime is called.
+        """
+        session = self._session
+        if session is None:
+            raise ClosedError(f"pipeline {str(self.path)!r} is closed")
+        given = dict(inputs or {})
+        overlap = set(given) & set(kwargs)
+        if overlap:
+            raise InputError(f"inputs {sorted(overlap)} given both in the mapping and as keywords")
+        given.update(kwargs)
+        feeds = self.validate(given)
+        try:
+            values = session.run(self._output_names, feeds)
+        except Exception as e:
+            raise RunError(f"ONNX Runtime failed on {self.path.name}: {e}") from e
+        return dict(zip(self._output_names, values))
+
+    __call__ = run
+
+    def validate(self, given: Mapping[str, Any]) -> dict[str, np.ndarray]:
+        """Check and convert inputs to what the graph expects; InputError on anything else."""
+        specs = {s.name: s for s in self.signature.inputs}
+        unknown = [n for n in given if n not in specs]
+        if unknown:
+            raise InputError(
+                f"unknown input {unknown[0]!r}; expected one of {[s.name for s in self.signature.inputs]}"
+            )
+        missing = [s.name for s in self.signature.required_inputs if s.name not in given]
+        if missing:
+            raise InputError(
+                f"missing input {missing[0]!r} ({_describe(specs[missing[0]])}); "
+                f"required: {[s.name for s in self.signature.required_inputs]}"
+            )
+        feeds: dict[str, np.ndarray] = {}
+        dims: dict[str, tuple[str, int]] = {}
+        for name, value in given.items():
+            spec = specs[name]
+            arr = _convert(spec, value)
+            if len(arr.shape) != len(spec.shape):
+                raise InputError(
+                    f"input {name!r}: rank {arr.ndim} (shape {list(arr.shape)}) given, "
+                    f"expected rank {len(spec.shape)} {_shape_str(spec.shape)}"
+                )
+            for axis, (want, got) in enumerate(zip(spec.shape, arr.shape)):
+                if isinstance(want, int) and want != got:
+                    raise InputError(
+                        f"input {name!r}: dimension {axis} is {got} (shape {list(arr.shape)}), "
+                        f"expected {want} {_shape_str(spec.shape)}"
+                    )
+                if isinstance(want, str):
+                    seen = dims.setdefault(want, (name, got))
+                    if seen[1] != got:
+                        raise InputError(
+                            f"input {name!r}: dimension {axis} ({want!r}) is {got}, but input {seen[0]!r} "
+                            f"has {want!r} = {seen[1]}; inputs sharing a dimension name must agree"
+                        )
+            feeds[name] = arr
+        return feeds
+
+    # -- lifetime ----------------------------------------------------------------------------------------
+    def close(self) -> None:
+        with self._lock:
+            self._session = None
+
+    @property
+    def closed(self) -> bool:
+        return self._session is None
+
+    def __enter__(self) -> Pipeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        ins = ", ".join(f"{s.name}:{s.dtype}{_shape_str(s.shape)}" for s in self.signature.inputs)
+        return f"Pipeline({self.path.name!r}, inputs=[{ins}])"
+
+
+def _shape_str(shape: Sequence[Any]) -> str:
+    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
+
+
+def _describe(spec: sig.TensorSpec) -> str:
+    return f"{spec.dtype} {_shape_str(spec.shape)}"
+
+
+def _convert(spec: sig.TensorSpec, value: Any) -> np.ndarray:
+    """The value as an array of the spec's dtype; only lossless conversions are made."""
+    want = DTYPES[spec.dtype]
+    if spec.dtype == "string":
+        return _convert_strings(spec, value)
+    if isinstance(value, np.ndarray) or np.isscalar(value) and isinstance(value, np.generic):
+        arr = np.asarray(value)
+        if arr.dtype == want:
+            return arr
+        if arr.dtype.kind in "USO":
+            raise InputError(f"input {spec.name!r}: strings given, expected {_describe(spec)}")
+        if np.can_cast(arr.dtype, want, casting="safe"):
+            return arr.astype(want)
+        raise InputError(
+            f"input {spec.name!r}: dtype {arr.dtype} given, expected {spec.dtype} {_shape_str(spec.shape)} "
+            f"({arr.dtype} -> {spec.dtype} would lose information; convert it explicitly)"
+        )
+    # Python scalars and (nested) lists: the values must fit the dtype exactly.
+    try:
+        raw = np.asarray(value)
+    except ValueError as e:
+        raise InputError(f"input {spec.name!r}: cannot read it as an array ({e}); expected {_describe(spec)}") from e
+    if raw.dtype.kind in "USO" or raw.dtype.kind not in "biuf":
+        raise InputError(f"input {spec.name!r}: {raw.dtype} values given, expected {_describe(spec)}")
+    if want.kind == "b" and raw.dtype.kind != "b":
+        raise InputError(f"input {spec.name!r}: numbers given, expected bool {_shape_str(spec.shape)}")
+    if want.kind in "iu":
+        if raw.dtype.kind == "f":
+            raise InputError(f"input {spec.name!r}: floats given, expected integers ({_describe(spec)})")
+        info = np.iinfo(want)
+        if raw.size and (raw.min() < info.min or raw.max() > info.max):
+            raise InputError(
+                f"input {spec.name!r}: values in [{raw.min()}, {raw.max()}] given, "
+                f"expected {spec.dtype} in [{info.min}, {info.max}]"
+            )
+    arr = raw.astype(want)
+    if want.kind == "f" and raw.dtype.kind in "iu" and raw.size and not np.array_equal(arr.astype(raw.dtype), raw):
+        raise InputError(f"input {spec.name!r}: integers too large for {spec.dtype} exactly")
+    return arr
+
+
+def _convert_strings(spec: sig.TensorSpec, value: Any) -> np.ndarray:
+    if isinstance(value, str):
+        value = np.array(value, dtype=object)
+    arr = np.asarray(value, dtype=object) if not isinstance(value, np.ndarray) else value
+    if arr.dtype.kind == "U":
+        return arr.astype(object)
+    if arr.dtype.kind != "O":
+        raise InputError(f"input {spec.name!r}: dtype {arr.dtype} given, expected strings {_shape_str(spec.shape)}")
+    flat = arr.reshape(-1)
+    for i, v in enumerate(flat):
+        if not isinstance(v, str):
+            raise InputError(
+                f"input {spec.name!r}: element {i} is {type(v).__name__} {v!r}, expected str ({_describe(spec)})"
+            )
+    return arr

@@ -1,0 +1,108 @@
+"""A pipeline's signature: from the manifest, else from ONNX Runtime's own input/output info."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from onnxpipe_runtime.errors import ModelLoadError
+from onnxpipe_runtime.tensor_json import DTYPES
+
+Dim = int | str | None
+
+_ORT_TYPES = {
+    "tensor(float)": "float32",
+    "tensor(double)": "float64",
+    "tensor(int64)": "int64",
+    "tensor(int32)": "int32",
+    "tensor(uint8)": "uint8",
+    "tensor(int8)": "int8",
+    "tensor(bool)": "bool",
+    "tensor(string)": "string",
+}
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One input or output. ``shape``: int = fixed, str = named dynamic dim, None = unnamed dynamic dim."""
+
+    name: str
+    dtype: str
+    shape: tuple[Dim, ...]
+    optional: bool = False
+    default: Any = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
+        if self.optional:
+            d["optional"] = True
+            d["default"] = self.default
+        return d
+
+
+@dataclass(frozen=True)
+class Signature:
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    labels: tuple[str, ...] | None = None
+    source: str = "manifest"  # or "onnxruntime" for a plain ONNX file
+    domains: tuple[str, ...] = field(default_factory=tuple)
+
+    def input(self, name: str) -> TensorSpec | None:
+        return next((s for s in self.inputs if s.name == name), None)
+
+    @property
+    def required_inputs(self) -> tuple[TensorSpec, ...]:
+        return tuple(s for s in self.inputs if not s.optional)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.source,
+            "inputs": [s.to_dict() for s in self.inputs],
+            "outputs": [s.to_dict() for s in self.outputs],
+            "labels": list(self.labels) if self.labels is not None else None,
+            "domains": list(self.domains),
+        }
+
+
+def _spec_from_manifest(entry: Any, where: str) -> TensorSpec:
+    if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+        raise ModelLoadError(f"manifest {where}: expected an object with a name, got {entry!r}")
+    dtype = entry.get("dtype")
+    if dtype not in DTYPES:
+        raise ModelLoadError(f"manifest {where} {entry['name']!r}: dtype {dtype!r} is not one of {sorted(DTYPES)}")
+    shape = entry.get("shape")
+    if not isinstance(shape, list) or not all(d is None or isinstance(d, (int, str)) for d in shape):
+        raise ModelLoadError(f"manifest {where} {entry['name']!r}: shape must be a list of int/str/null, got {shape!r}")
+    return TensorSpec(entry["name"], dtype, tuple(shape), bool(entry.get("optional", False)), entry.get("default"))
+
+
+def from_manifest(manifest: dict[str, Any]) -> Signature:
+    labels = manifest.get("labels")
+    return Signature(
+        inputs=tuple(_spec_from_manifest(e, "input") for e in manifest.get("inputs", [])),
+        outputs=tuple(_spec_from_manifest(e, "output") for e in manifest.get("outputs", [])),
+        labels=tuple(labels) if isinstance(labels, list) else None,
+        source="manifest",
+        domains=tuple(d.get("domain", "") for d in manifest.get("domains", []) if isinstance(d, dict)),
+    )
+
+
+def _spec_from_ort(arg: Any, optional: bool = False) -> TensorSpec:
+    dtype = _ORT_TYPES.get(arg.type)
+    if dtype is None:
+        raise ModelLoadError(f"{arg.name!r}: type {arg.type} is not supported; expected one of {sorted(_ORT_TYPES)}")
+    shape = tuple(d if isinstance(d, (int, str)) else None for d in arg.shape)
+    return TensorSpec(arg.name, dtype, shape, optional)
+
+
+def from_session(session: Any, domains: tuple[str, ...] = ()) -> Signature:
+    inputs = [_spec_from_ort(a) for a in session.get_inputs()]
+    inputs += [_spec_from_ort(a, optional=True) for a in session.get_overridable_initializers()]
+    return Signature(
+        inputs=tuple(inputs),
+        outputs=tuple(_spec_from_ort(a) for a in session.get_outputs()),
+        labels=None,
+        source="onnxruntime",
+        domains=domains,
+    )

@@ -1,0 +1,94 @@
+"""Write the golden vectors in tests/vectors/ (layout: docs/vectors.md).
+
+    python tests/vectors/generate.py            # (re)write every vector set
+    python tests/vectors/generate.py --only basic digits
+
+Each set exports (or copies) its model, runs the cases with the Python runtime and writes
+inputs_<k>.json / expected_<k>.json / vector.json. Deterministic: a second run leaves git status clean.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+VECTORS = ROOT / "tests" / "vectors"
+sys.path.insert(0, str(ROOT))
+
+from onnxpipe_runtime import Pipeline, tensor_json  # noqa: E402
+
+DEFAULT_TOLERANCE = {"float32": {"atol": 1e-5, "rtol": 1e-4}, "float64": {"atol": 1e-9, "rtol": 1e-7}}
+
+
+def write_set(
+    name: str,
+    model: Path,
+    cases: list[tuple[str, dict[str, np.ndarray]]],
+    *,
+    committed: bool = True,
+    tolerance: dict | None = None,
+) -> None:
+    """Run ``cases`` through ``model`` with the Python runtime and write the set's files."""
+    out = VECTORS / name
+    out.mkdir(parents=True, exist_ok=True)
+    model_name = "model.onnx" if committed else "model.generated.onnx"
+    if model.resolve() != (out / model_name).resolve():
+        shutil.copyfile(model, out / model_name)
+    with Pipeline.load(out / model_name) as pipe:
+        requires = [d["domain"] for d in (pipe.manifest or {}).get("domains", [])]
+        entries = []
+        for k, (case_name, inputs) in enumerate(cases):
+            outputs = pipe.run(inputs)
+            tensor_json.dump(inputs, out / f"inputs_{k}.json")
+            tensor_json.dump(outputs, out / f"expected_{k}.json")
+            entries.append({"name": case_name, "inputs": f"inputs_{k}.json", "expected": f"expected_{k}.json"})
+    spec = {
+        "name": name,
+        "model": model_name,
+        "generate": "make vectors",
+        "requires": requires,
+        "tolerance": tolerance or DEFAULT_TOLERANCE,
+        "cases": entries,
+    }
+    (out / "vector.json").write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
+    print(f"vectors: {name}: {len(entries)} case(s) -> {out.relative_to(ROOT)}")
+
+
+def basic() -> None:
+    rng = np.random.default_rng(0)
+    model = ROOT / "tests" / "fixtures" / "basic.onnx"
+    cases = [
+        ("batch2", {
+            "features": rng.normal(size=(2, 3)).astype(np.float32),
+            "pixels": rng.integers(0, 256, size=(2, 4, 5, 3), dtype=np.uint8),
+        }),
+        ("batch1-threshold", {
+            "features": np.array([[0.1, 0.2, 0.3]], dtype=np.float32),
+            "pixels": np.full((1, 1, 1, 3), 255, dtype=np.uint8),
+            "score_threshold": np.array(0.2, dtype=np.float32),
+        }),
+    ]
+    write_set("basic", model, cases)
+
+
+SETS: dict[str, Callable[[], None]] = {"basic": basic}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", nargs="*", choices=sorted(SETS), help="sets to write (default: all)")
+    args = parser.parse_args(argv)
+    for name in args.only or SETS:
+        SETS[name]()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

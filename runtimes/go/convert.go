@@ -1,0 +1,129 @@
+package onnxpipe
+
+import (
+	"fmt"
+
+	ort "github.com/yalue/onnxruntime_go"
+)
+
+// toORT wraps t as an ONNX Runtime value. Numeric data is shared with t, strings are copied.
+func toORT(t Tensor) (ort.Value, error) {
+	shape := ort.Shape(t.Shape())
+	if len(shape) == 0 {
+		switch d := t.data.(type) {
+		case []float32:
+			return ort.NewScalar(d[0])
+		case []float64:
+			return ort.NewScalar(d[0])
+		case []int64:
+			return ort.NewScalar(d[0])
+		case []int32:
+			return ort.NewScalar(d[0])
+		case []uint8:
+			return ort.NewScalar(d[0])
+		case []int8:
+			return ort.NewScalar(d[0])
+		case []bool:
+			return ort.NewScalar(d[0])
+		case []string:
+			return nil, runtimeErr("a string scalar (shape []) cannot be passed through onnxruntime_go v1.35.0; the graph would need shape [1]")
+		}
+	}
+	switch d := t.data.(type) {
+	case []float32:
+		return ort.NewTensor(shape, d)
+	case []float64:
+		return ort.NewTensor(shape, d)
+	case []int64:
+		return ort.NewTensor(shape, d)
+	case []int32:
+		return ort.NewTensor(shape, d)
+	case []uint8:
+		return ort.NewTensor(shape, d)
+	case []int8:
+		return ort.NewTensor(shape, d)
+	case []bool:
+		return ort.NewTensor(shape, d)
+	case []string:
+		st, err := ort.NewStringTensor(shape)
+		if err != nil {
+			return nil, err
+		}
+		if err := st.SetContents(d); err != nil {
+			st.Destroy()
+			return nil, err
+		}
+		return st, nil
+	}
+	return nil, inputErr("unsupported tensor %s", t.describe())
+}
+
+func newScalar(dtype DType) (ort.Value, error) {
+	switch dtype {
+	case Float32:
+		return ort.NewEmptyScalar[float32]()
+	case Float64:
+		return ort.NewEmptyScalar[float64]()
+	case Int64:
+		return ort.NewEmptyScalar[int64]()
+	case Int32:
+		return ort.NewEmptyScalar[int32]()
+	case Uint8:
+		return ort.NewEmptyScalar[uint8]()
+	case Int8:
+		return ort.NewEmptyScalar[int8]()
+	case Bool:
+		return ort.NewEmptyScalar[bool]()
+	}
+	return nil, fmt.Errorf("no scalar of dtype %s", dtype)
+}
+
+// fromORT copies an ONNX Runtime output into a Tensor (Go memory; the value may be destroyed afterwards).
+func fromORT(v ort.Value) (Tensor, error) {
+	if v == nil {
+		return Tensor{}, fmt.Errorf("ONNX Runtime returned no value")
+	}
+	shape := []int64(v.GetShape())
+	if shape == nil {
+		shape = []int64{}
+	}
+	shape = append([]int64{}, shape...)
+	switch x := v.(type) {
+	case *ort.Tensor[float32]:
+		return Tensor{Float32, shape, x.GetData()}, nil
+	case *ort.Tensor[float64]:
+		return Tensor{Float64, shape, x.GetData()}, nil
+	case *ort.Tensor[int64]:
+		return Tensor{Int64, shape, x.GetData()}, nil
+	case *ort.Tensor[int32]:
+		return Tensor{Int32, shape, x.GetData()}, nil
+	case *ort.Tensor[uint8]:
+		return Tensor{Uint8, shape, x.GetData()}, nil
+	case *ort.Tensor[int8]:
+		return Tensor{Int8, shape, x.GetData()}, nil
+	case *ort.Tensor[bool]:
+		return Tensor{Bool, shape, x.GetData()}, nil
+	case *ort.Scalar[float32]:
+		return Tensor{Float32, shape, []float32{x.GetData()}}, nil
+	case *ort.Scalar[float64]:
+		return Tensor{Float64, shape, []float64{x.GetData()}}, nil
+	case *ort.Scalar[int64]:
+		return Tensor{Int64, shape, []int64{x.GetData()}}, nil
+	case *ort.Scalar[int32]:
+		return Tensor{Int32, shape, []int32{x.GetData()}}, nil
+	case *ort.Scalar[uint8]:
+		return Tensor{Uint8, shape, []uint8{x.GetData()}}, nil
+	case *ort.Scalar[int8]:
+		return Tensor{Int8, shape, []int8{x.GetData()}}, nil
+	case *ort.Scalar[bool]:
+		return Tensor{Bool, shape, []bool{x.GetData()}}, nil
+	case *ort.StringTensor:
+		if len(shape) == 0 { // GetContents sizes its result by the product of no dims: 0
+			s, err := x.GetElement(0)
+			return Tensor{String, shape, []string{s}}, err
+		}
+		s, err := x.GetContents()
+		return Tensor{String, shape, s}, err
+	}
+	return Tensor{}, fmt.Errorf("ONNX Runtime returned %s of element type %v; supported: tensors of %v", v.GetONNXType(), v.DataType(), DTypes)
+}

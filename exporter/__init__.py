@@ -18,7 +18,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):  # lazy: importing onnxpipe.stages must not pull the whole exporter
+def __getattr__(name: str):  # lazy: `import onnxpipe.stages` (used by ops) stays light
     if name in ("export_pipeline", "ExportedPipeline", "Tolerance"):
         from onnxpipe import export
 

@@ -1,0 +1,325 @@
+"""``export_pipeline``: pre + model + post -> one verified ONNX file with a manifest."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+
+from onnxpipe import _graph, _segments, _torch_export
+from onnxpipe._version import __version__
+from onnxpipe.errors import ExportError, ExportVerificationError
+from onnxpipe.stages import OnnxStage
+from onnxpipe.verify import Tolerance, resolve_tolerances, verify
+
+__all__ = ["ExportedPipeline", "Tolerance", "export_pipeline", "MANIFEST_KEY", "DEFAULT_OPSET"]
+
+log = logging.getLogger("onnxpipe")
+
+MANIFEST_KEY = "onnxpipe.manifest"
+DEFAULT_OPSET = 18
+DOMAIN_LIBRARIES = {"ai.onnx.contrib": "onnxruntime-extensions"}
+
+
+@dataclass
+class ExportedPipeline:
+    """What ``export_pipeline`` wrote: the file, its manifest, and a report (verification, op counts, size)."""
+
+    path: Path
+    manifest: dict[str, Any]
+    report: dict[str, Any] = field(default_factory=dict)
+
+    def load(self, **kwargs: Any) -> Any:
+        """Open the file with the torch-free runtime (``onnxpipe_runtime.Pipeline``)."""
+        from onnxpipe_runtime import Pipeline
+
+        return Pipeline.load(self.path, **kwargs)
+
+
+def _normalize_inputs(example_inputs: Mapping[str, Any]) -> dict[str, Any]:
+    if not isinstance(example_inputs, Mapping) or not example_inputs:
+        raise ExportError(
+            f"example_inputs: expected a non-empty dict {{input_name: tensor}}, got {type(example_inputs).__name__}"
+        )
+    out: dict[str, Any] = {}
+    for name, value in example_inputs.items():
+        if not isinstance(name, str) or not name:
+            raise ExportError(f"example_inputs: input names must be non-empty strings, got {name!r}")
+        if isinstance(value, torch.Tensor):
+            out[name] = value.detach()
+        elif isinstance(value, np.ndarray):
+            out[name] = value.astype(object) if value.dtype.kind == "U" else _segments.to_torch(value)
+        else:
+            raise ExportError(
+                f"example_inputs[{name!r}]: expected a torch.Tensor (or a numpy array; numpy str/object arrays for "
+                f"strings), got {type(value).__name__}"
+            )
+    return out
+
+
+def _normalize_axes(dynamic_axes: Mapping[str, Any] | None, inputs: Mapping[str, Any],
+                    outputs: Sequence[str] = ()) -> dict[str, dict[int, str]]:
+    """torch.onnx's form ({name: {axis: dim}} or {name: [axes]}) -> {name: {axis: dim}}; checks names and axes."""
+    result: dict[str, dict[int, str]] = {}
+    for name, axes in (dynamic_axes or {}).items():
+        if name in inputs:
+            rank = len(np.shape(inputs[name]))
+        elif name in outputs:
+            rank = None
+        else:
+            raise ExportError(
+                f"dynamic_axes: {name!r} is not an input or output; inputs are {list(inputs)}"
+                + (f", outputs {list(outputs)}" if outputs else "")
+            )
+        if isinstance(axes, Mapping):
+            items = [(int(a), str(d)) for a, d in axes.items()]
+        elif isinstance(axes, (list, tuple)):
+            items = [(int(a), f"{name}_dim{int(a)}") for a in axes]
+        else:
+            raise ExportError(f"dynamic_axes[{name!r}]: expected {{axis: name}} or a list of axes, got {axes!r}")
+        norm: dict[int, str] = {}
+        for a, d in items:
+            if rank is not None:
+                if not -rank <= a < rank:
+                    raise ExportError(f"dynamic_axes[{name!r}]: axis {a} is out of range for rank {rank}")
+                a %= rank
+            norm[a] = d
+        result[name] = dict(sorted(norm.items()))
+    return result
+
+
+def say(msg: str) -> None:
+    """Progress of a long export: logged to the ``onnxpipe`` logger (the CLI prints it on stderr)."""
+    log.info(msg)
+
+
+def export_pipeline(
+    pre: Any,
+    model: Any,
+    post: Any,
+    *,
+    example_inputs: Mapping[str, Any],
+    dynamic_axes: Mapping[str, Any] | None = None,
+    path: str | os.PathLike[str],
+    output_names: Sequence[str] | None = None,
+    metadata: Mapping[str, str] | None = None,
+    opset: int | None = None,
+    verify: bool = True,
+    exporter: str = "auto",
+    verify_inputs: Sequence[Mapping[str, Any]] | None = None,
+    tolerances: Mapping[str, Any] | None = None,
+) -> ExportedPipeline:
+    """Export ``inputs -> pre -> model -> post`` as ONE ONNX file at ``path`` and verify it.
+
+    Args:
+        pre, model, post: torch modules / callables, :class:`onnxpipe.OnnxStage` objects, :class:`onnxpipe.Chain`
+            of those, or None. A tuple result is passed on positionally, a dict as keywords.
+        example_inputs: ``{input_name: tensor}`` in graph-input order (strings: numpy str/object arrays).
+        dynamic_axes: torch.onnx's form, e.g. ``{"image": {0: "batch", 1: "height"}}`` (inputs; outputs optional).
+            Every declared input axis is dynamic in the file, or the export fails.
+        output_names: names of the final outputs (default: the last stage's dict keys, else ``output_<i>``).
+        metadata: extra string key/values stored in the manifest (``name`` names the pipeline).
+        opset: default-domain opset (default 18; the IR version is chosen to match).
+        verify: compare the file with the eager pipeline on the example and on generated variants along every
+            dynamic axis, plus ``verify_inputs``; raise :class:`onnxpipe.ExportVerificationError` on a mismatch.
+        exporter: ``"auto"`` (dynamo; TorchScript for stages containing ``torch.jit.script`` code), ``"dynamo"``
+            or ``"torchscript"``.
+        tolerances: ``{"float32": (atol, rtol)}`` or ``{"<output>": (atol, rtol)}`` overriding the defaults.
+
+    Returns:
+        :class:`ExportedPipeline` with ``path``, ``manifest`` and ``report``.
+    """
+    opset = DEFAULT_OPSET if opset is None else int(opset)
+    _graph.ir_version_for(opset)
+    if exporter not in _torch_export.EXPORTERS:
+        raise ExportError(f"exporter: expected one of {list(_torch_export.EXPORTERS)}, got {exporter!r}")
+    tols = resolve_tolerances(tolerances)
+    path = Path(path)
+    inputs = _normalize_inputs(example_inputs)
+    if metadata is not None and not all(isinstance(k, str) and isinstance(v, str) for k, v in metadata.items()):
+        raise ExportError(f"metadata: expected str -> str, got {dict(metadata)!r}")
+
+    segments = _segments.split(pre, model, post)
+    say("running the eager pipeline on the example inputs")
+    values = _segments.trace_names(segments, inputs, output_names)
+    final_outputs = list(segments[-1].output_names)
+    axes = _normalize_axes(dynamic_axes, inputs, final_outputs)
+    input_axes = {k: v for k, v in axes.items() if k in inputs}
+    _segments.assign_runtime_inputs(segments, set(inputs) | set(final_outputs))
+
+    # -- export each segment, threading dynamic dims from one boundary to the next ----------------------
+    parts: list[_graph.Part] = []
+    boundary_dims: dict[str, dict[int, str]] = dict(input_axes)
+    exporters: list[str] = []
+    for seg in segments:
+        if seg.onnx_native:
+            stage: OnnxStage = seg.steps[0]
+            say(f"building {seg.name} ({stage.describe()}) as ONNX")
+            part_model = stage.build(opset)
+            local_in = list(stage.input_names)
+            local_out = list(stage.output_names)
+            if seg.input_mode == "kwargs":
+                bound_in = [seg.input_names[seg.input_local.index(n)] for n in local_in]
+            else:
+                bound_in = seg.input_names[: len(local_in)]
+            boundary = dict(zip(local_in, bound_in)) | dict(zip(local_out, seg.output_names))
+            exporters.append("onnx")
+        else:
+            kind = _torch_export.choose_exporter(seg, exporter)
+            say(f"exporting {seg.name} ({seg.describe()}) with the {kind} exporter")
+            examples = [values[n] for n in seg.input_names]
+            dyn = {n: boundary_dims[n] for n in seg.input_names if boundary_dims.get(n)}
+            part_model = _torch_export.export_segment(seg, examples, dyn, kind, opset)
+            names = list(seg.input_names) + [n for n, _ in seg.runtime_inputs] + list(seg.output_names)
+            boundary = {n: n for n in names}
+            exporters.append(kind)
+        for vi in part_model.graph.output:
+            global_name = boundary.get(vi.name, vi.name)
+            dims = _graph.dims_of(vi) or []
+            boundary_dims[global_name] = {a: d for a, d in enumerate(dims) if isinstance(d, str)}
+        parts.append(_graph.Part(seg.stage, seg.name, part_model, boundary))
+
+    runtime_defaults = {n: ri.default for seg in segments for n, ri in seg.runtime_inputs}
+    composed = _graph.compose(parts, list(inputs), final_outputs, runtime_defaults, opset,
+                              graph_name=(metadata or {}).get("name", path.stem))
+    for vi in composed.graph.output:
+        if vi.name in axes:
+            _graph.set_dim_names(vi, axes[vi.name])
+    _check_dynamic(composed, input_axes)
+
+    manifest = _manifest(composed, segments, exporters, runtime_defaults, opset, metadata, path)
+    _write(composed, manifest, path)
+
+    report: dict[str, Any] = {
+        "op_counts": _graph.op_counts(composed),
+        "exporters": {seg.name: kind for seg, kind in zip(segments, exporters)},
+        "verification": {"passed": False, "skipped": True, "cases": []},
+    }
+    if verify:
+        results = _verify(path, segments, inputs, input_axes, verify_inputs or [], tols, say)
+        manifest["verification"] = {"passed": True, "cases": [r.to_dict() for r in results]}
+        _write(composed, manifest, path)
+        report["verification"] = manifest["verification"]
+    report["file_size"] = path.stat().st_size
+    say(f"wrote {path} ({report['file_size']:,} bytes)")
+    return ExportedPipeline(path=path, manifest=manifest, report=report)
+
+
+def _check_dynamic(model: onnx.ModelProto, input_axes: Mapping[str, Mapping[int, str]]) -> None:
+    for vi in model.graph.input:
+        dims = _graph.dims_of(vi) or []
+        for axis, name in (input_axes.get(vi.name) or {}).items():
+            d = dims[axis] if axis < len(dims) else None
+            if not isinstance(d, str):
+                raise ExportVerificationError(
+                    f"input {vi.name!r}: axis {axis} was declared dynamic ({name!r}) but the exported file fixes it "
+                    f"to {d}; the code ties that size to the example (a shape used as a Python int, or a loop "
+                    "over it). Compute sizes with tensor ops, script loops, or use the onnxpipe.ops catalog."
+                )
+            if d != name:
+                _graph.set_dim_names(vi, {axis: name})
+
+
+def _manifest(model: onnx.ModelProto, segments: Sequence[_segments.Segment], exporters: Sequence[str],
+              runtime_defaults: Mapping[str, float], opset: int, metadata: Mapping[str, str] | None,
+              path: Path) -> dict[str, Any]:
+    def entry(vi: onnx.ValueInfoProto) -> dict[str, Any]:
+        dims = _graph.dims_of(vi)
+        e: dict[str, Any] = {"name": vi.name, "dtype": _graph.dtype_of(vi), "shape": dims if dims is not None else []}
+        if vi.name in runtime_defaults:
+            e["optional"] = True
+            e["default"] = runtime_defaults[vi.name]
+            e["shape"] = []
+        return e
+
+    node_counts = {s: sum(c.values()) for s, c in _graph.op_counts(model).items()}
+    stages = []
+    for stage_name in _segments.STAGE_NAMES:
+        segs = [(s, k) for s, k in zip(segments, exporters) if s.stage == stage_name]
+        if not segs:
+            continue
+        kinds = sorted({k for _, k in segs})
+        stages.append({
+            "name": stage_name,
+            "kind": "onnx" if kinds == ["onnx"] else "torch",
+            "exporter": "+".join(kinds),
+            "description": " -> ".join(s.describe() for s, _ in segs),
+            "nodes": node_counts.get(stage_name, 0),
+        })
+    labels = None
+    domains: set[str] = set()
+    for seg in segments:
+        for step in seg.steps:
+            objs = step.modules() if isinstance(step, torch.nn.Module) else [step]
+            for m in objs:
+                found = getattr(m, "onnxpipe_labels", None)
+                if found is not None and labels is None:
+                    labels = [str(x) for x in found]
+            domains.update(getattr(step, "domains", ()) or ())
+    domains.update(imp.domain for imp in model.opset_import if imp.domain not in ("", "ai.onnx"))
+    used = sorted({k for k in exporters})
+    return {
+        "format": "onnxpipe.manifest",
+        "format_version": 1,
+        "sdk_version": __version__,
+        "name": (metadata or {}).get("name", path.stem),
+        "inputs": [entry(vi) for vi in model.graph.input],
+        "outputs": [entry(vi) for vi in model.graph.output],
+        "stages": stages,
+        "labels": labels,
+        "domains": [{"domain": d, "library": DOMAIN_LIBRARIES.get(d, "")} for d in sorted(domains)],
+        "precision": "fp32",
+        "opset": opset,
+        "exporter": used[0] if len(used) == 1 else "+".join(used),
+        "verification": {"passed": False, "skipped": True, "cases": []},
+        "metadata": dict(sorted((metadata or {}).items())),
+    }
+
+
+def _write(model: onnx.ModelProto, manifest: Mapping[str, Any], path: Path) -> None:
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    del m.metadata_props[:]
+    entry = m.metadata_props.add()
+    entry.key = MANIFEST_KEY
+    entry.value = json.dumps(manifest, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    m.producer_version = __version__
+    try:
+        onnx.checker.check_model(m)
+    except onnx.checker.ValidationError as e:
+        raise ExportError(f"the composed graph is not valid ONNX: {e}") from e
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = m.SerializeToString(deterministic=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def _verify(path: Path, segments: Sequence[_segments.Segment], inputs: Mapping[str, Any],
+            input_axes: Mapping[str, Mapping[int, str]], extra: Sequence[Mapping[str, Any]],
+            tols: Mapping[str, Tolerance], say: Any) -> list[Any]:
+    from onnxpipe_runtime import Pipeline
+
+    runtime_names = {n for seg in segments for n, _ in seg.runtime_inputs}
+    with Pipeline.load(path, threads=max(1, min(4, os.cpu_count() or 1))) as pipe:
+        def run_file(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            return pipe.run(feed)
+
+        def run_eager(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            graph_in = {k: _segments.to_torch(v) for k, v in feed.items() if k not in runtime_names}
+            rt = {k: v for k, v in feed.items() if k in runtime_names}
+            out = _segments.run_eager(segments, graph_in, rt)
+            return {k: _segments.to_numpy(v) for k, v in out.items()}
+
+        example = {k: _segments.to_numpy(v) for k, v in inputs.items()}
+        return verify(run_file, run_eager, example, input_axes, extra, tols, say)

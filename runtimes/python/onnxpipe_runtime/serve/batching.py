@@ -1,0 +1,246 @@
+"""Dynamic batching: concurrent requests for one model, merged along its batch axis, run once, split back.
+
+A model is batchable when its signature has a *batch axis*: one named dynamic dimension that leads every
+required input and every output and appears nowhere else, and every other output dimension is fixed or
+named by an input (so it cannot depend on which rows share a run). Requests merge when they give the
+same inputs with the same dtypes and non-batch dimensions, and equal values for inputs without the batch
+axis (a per-request threshold). Rows are assumed independent, as they are in an inference pipeline.
+
+A batch is cut when it holds ``max_batch`` rows or when its oldest request has waited ``max_delay``;
+requests that queue while the model is busy join the next batch without waiting at all. If a merged run
+fails, each of its requests is run alone, so a failing request fails alone.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from collections.abc import Hashable, Mapping
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from onnxpipe_runtime.errors import PipelineError
+from onnxpipe_runtime.pipeline import Pipeline
+from onnxpipe_runtime.serve.status import RequestError, from_pipeline_error
+from onnxpipe_runtime.signature import Signature
+
+__all__ = ["BatchPolicy", "Batcher", "batch_axis"]
+
+log = logging.getLogger("onnxpipe.serve")
+
+
+def batch_axis(signature: Signature) -> tuple[str | None, str]:
+    """The name of the signature's batch axis, or None and the reason there is none."""
+    required = signature.required_inputs
+    if not required or not signature.outputs:
+        return None, "the model has no required inputs or no outputs"
+    lead = required[0].shape[0] if required[0].shape else None
+    if not isinstance(lead, str):
+        return None, f"input {required[0].name!r} does not start with a named dynamic dimension"
+    input_dims: set[str] = set()
+    for spec in signature.inputs:
+        dims = list(spec.shape)
+        if spec.optional and lead not in dims:
+            input_dims.update(d for d in dims if isinstance(d, str))
+            continue  # a per-request parameter: requests merge only when it is equal
+        if not dims or dims[0] != lead or lead in dims[1:]:
+            return None, f"input {spec.name!r} {dims} does not lead with {lead!r} (and only there)"
+        input_dims.update(d for d in dims[1:] if isinstance(d, str))
+    for spec in signature.outputs:
+        dims = list(spec.shape)
+        if not dims or dims[0] != lead or lead in dims[1:]:
+            return None, f"output {spec.name!r} {dims} does not lead with {lead!r} (and only there)"
+        loose = [d for d in dims[1:] if not isinstance(d, int) and d not in input_dims]
+        if loose:
+            return None, (
+                f"output {spec.name!r} {dims}: dimension {loose[0]!r} is set by the data, so merged requests "
+                "could change each other's shapes"
+            )
+    return lead, ""
+
+
+@dataclass(frozen=True)
+class BatchPolicy:
+    """``max_batch`` rows per run (1: no batching), ``max_delay`` seconds a request may wait for others,
+    ``max_queue`` requests waiting per model before new ones are refused (RESOURCE_EXHAUSTED)."""
+
+    max_batch: int = 32
+    max_delay: float = 0.002
+    max_queue: int = 256
+
+
+@dataclass
+class _Job:
+    feeds: dict[str, np.ndarray]
+    rows: int
+    key: Hashable
+    arrival: float
+    future: Future = field(default_factory=Future)
+
+
+class Batcher:
+    """Queues a model's requests and runs them on ``workers`` threads, merged when ``axis`` is set.
+
+    ``slots`` is shared by every model's batcher: at most that many runs at once across the server, each
+    sized for its share of the threads the container allows.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        pipe: Pipeline,
+        axis: str | None,
+        policy: BatchPolicy,
+        slots: threading.BoundedSemaphore,
+        workers: int = 1,
+    ):
+        self.name = name
+        self.pipe = pipe
+        self.axis = axis
+        self.policy = policy
+        self._slots = slots
+        self._queue: collections.deque[_Job] = collections.deque()
+        self._cond = threading.Condition()
+        self._closed = False
+        batched = {s.name for s in pipe.signature.inputs if axis is not None and s.shape[:1] == (axis,)}
+        self._batched_inputs = frozenset(batched)
+        self.runs = 0  # number of model runs, for tests and logs
+        self._threads = [
+            threading.Thread(target=self._work, name=f"onnxpipe-batch-{name}-{i}", daemon=True) for i in range(workers)
+        ]
+        for t in self._threads:
+            t.start()
+
+    @property
+    def batching(self) -> bool:
+        return self.axis is not None and self.policy.max_batch > 1
+
+    # -- submitting ----------------------------------------------------------------------------------------
+    def submit(self, feeds: Mapping[str, np.ndarray]) -> Future:
+        """Queue validated inputs; the future resolves to the outputs or a RequestError."""
+        job = self._job(dict(feeds))
+        with self._cond:
+            if self._closed:
+                raise RequestError("CLOSED", f"model {self.name!r}: the server is shutting down")
+            if len(self._queue) >= self.policy.max_queue:
+                raise RequestError(
+                    "OVERLOADED",
+                    f"model {self.name!r}: {len(self._queue)} requests already queued (limit --max-queue "
+                    f"{self.policy.max_queue}); retry later",
+                )
+            self._queue.append(job)
+            self._cond.notify()
+        return job.future
+
+    def _job(self, feeds: dict[str, np.ndarray]) -> _Job:
+        now = time.monotonic()
+        if not self.batching:
+            return _Job(feeds, 1, None, now)
+        rows = next((int(feeds[n].shape[0]) for n in self._batched_inputs if n in feeds), 0)
+        key: list[Hashable] = []
+        for n in sorted(feeds):
+            a = feeds[n]
+            if n in self._batched_inputs:
+                key.append((n, a.dtype.str, a.shape[1:]))
+            elif a.dtype == object:
+                key.append((n, a.shape, tuple(a.reshape(-1).tolist())))
+            else:
+                key.append((n, a.dtype.str, a.shape, a.tobytes()))
+        return _Job(feeds, rows, tuple(key), now)
+
+    # -- working -------------------------------------------------------------------------------------------
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._closed:
+                    self._cond.wait()
+                if not self._queue:
+                    return
+                batch = self._take()
+            try:
+                with self._slots:
+                    self._run(batch)
+            except BaseException as e:  # never leave a caller waiting, whatever happened
+                log.exception("model %r: batch of %d failed unexpectedly", self.name, len(batch))
+                for job in batch:
+                    if not job.future.done():
+                        job.future.set_exception(RequestError("RUNTIME", f"model {self.name!r}: internal error: {e}"))
+
+    def _take(self) -> list[_Job]:
+        """The next batch (called holding the lock; may wait, releasing it, until the oldest job's deadline)."""
+        while True:
+            first = self._queue[0]
+            if not self.batching or first.rows == 0 or first.rows >= self.policy.max_batch:
+                return [self._queue.popleft()]
+            deadline = first.arrival + self.policy.max_delay
+            chosen, rows = [], 0
+            for job in self._queue:
+                if job.key == first.key and job.rows > 0 and rows + job.rows <= self.policy.max_batch:
+                    chosen.append(job)
+                    rows += job.rows
+            now = time.monotonic()
+            if rows >= self.policy.max_batch or now >= deadline or self._closed:
+                for job in chosen:
+                    self._queue.remove(job)
+                return chosen
+            self._cond.wait(deadline - now)
+            if not self._queue:  # another worker took them
+                while not self._queue and not self._closed:
+                    self._cond.wait()
+                if not self._queue:
+                    return []
+
+    def _run(self, batch: list[_Job]) -> None:
+        if not batch:
+            return
+        if len(batch) == 1:
+            self._run_alone(batch[0])
+            return
+        merged = {
+            n: np.concatenate([j.feeds[n] for j in batch], axis=0) if n in self._batched_inputs else batch[0].feeds[n]
+            for n in batch[0].feeds
+        }
+        total = sum(j.rows for j in batch)
+        try:
+            self.runs += 1
+            outputs = self.pipe.run(merged)
+        except PipelineError as e:
+            log.info("model %r: merged run of %d requests failed (%s); running each alone", self.name, len(batch), e)
+            for job in batch:
+                self._run_alone(job)
+            return
+        odd = [n for n, a in outputs.items() if a.ndim == 0 or a.shape[0] != total]
+        if odd:  # the graph broke the batch-axis contract its signature states: do not guess
+            log.warning("model %r: output %r does not follow the batch axis; running requests alone", self.name, odd[0])
+            for job in batch:
+                self._run_alone(job)
+            return
+        start = 0
+        for job in batch:
+            job.future.set_result({n: a[start : start + job.rows] for n, a in outputs.items()})
+            start += job.rows
+
+    def _run_alone(self, job: _Job) -> None:
+        try:
+            self.runs += 1
+            job.future.set_result(self.pipe.run(job.feeds))
+        except PipelineError as e:
+            job.future.set_exception(from_pipeline_error(e))
+
+    # -- lifetime ------------------------------------------------------------------------------------------
+    def close(self, timeout: float = 30.0) -> None:
+        """Run what is queued, then stop the workers (waiting at most ``timeout`` seconds)."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        end = time.monotonic() + timeout
+        for t in self._threads:
+            t.join(max(0.0, end - time.monotonic()))
+        with self._cond:
+            while self._queue:
+                job = self._queue.popleft()
+                job.future.set_exception(RequestError("CLOSED", f"model {self.name!r}: the server stopped"))

@@ -1,0 +1,56 @@
+package dev.onnxpipe;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Map;
+import org.junit.jupiter.api.Test;
+
+/**
+ * ai.onnx.contrib models (onnxruntime-extensions): a BertTokenizer built by models/make_models.py, whose
+ * expected outputs come from Python's onnxruntime + onnxruntime-extensions.
+ */
+class ExtensionsTest {
+  @Test
+  void tokenizerGivesPythonsIds() {
+    Map<String, Tensor> inputs = TensorJson.read(Fixtures.resource("tokenizer_inputs.json"));
+    Map<String, Tensor> expected = TensorJson.read(Fixtures.resource("tokenizer_expected.json"));
+    try (Pipeline p = Pipeline.load(Fixtures.resource("tokenizer.onnx"))) {
+      assertEquals(List.of("ai.onnx.contrib"), p.signature().domains());
+      Fixtures.assertOutputs("tokenizer", expected, p.run(inputs), Map.of());
+      // String[] is accepted for a 1-D string input
+      Outputs out = p.run(Map.of("text", new String[] {"the cat sat"}));
+      assertEquals(List.of(2L, 7L, 8L, 9L, 3L), java.util.Arrays.stream(out.longs("input_ids")).boxed().toList());
+    }
+  }
+
+  @Test
+  void opsetImportAloneLoadsTheExtensions() {
+    try (Pipeline p = Pipeline.load(Fixtures.resource("tokenizer_plain.onnx"))) {
+      assertEquals("onnxruntime", p.signature().source());
+      assertEquals(List.of("ai.onnx.contrib"), p.signature().domains());
+      assertEquals(5, p.run(Map.of("text", new String[] {"hello world!"})).longs("input_ids").length);
+    }
+  }
+
+  @Test
+  void unloadableLibraryIsMissingExtension() {
+    Options bogus = Options.defaults().withExtensionsLibrary(Path.of("/nonexistent/libortextensions.so"));
+    PipelineException e = assertThrows(PipelineException.class,
+        () -> Pipeline.load(Fixtures.resource("tokenizer.onnx"), bogus));
+    assertEquals(PipelineException.Code.MISSING_EXTENSION, e.code());
+    assertTrue(e.getMessage().contains("ai.onnx.contrib") && e.getMessage().contains("/nonexistent/"),
+        e.getMessage());
+  }
+
+  @Test
+  void standardModelsDoNotNeedTheLibrary() {
+    Options bogus = Options.defaults().withExtensionsLibrary(Path.of("/nonexistent/libortextensions.so"));
+    try (Pipeline p = Pipeline.load(Fixtures.fixture("basic.onnx"), bogus)) {
+      assertEquals(List.of(), p.signature().domains());
+    }
+  }
+}

@@ -1,0 +1,93 @@
+package dev.onnxpipe;
+
+import static org.junit.jupiter.api.Assertions.assertAll;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.EnumMap;
+import java.util.List;
+import java.util.Map;
+import java.util.stream.Stream;
+import org.junit.jupiter.api.Assumptions;
+import org.junit.jupiter.api.DynamicNode;
+import org.junit.jupiter.api.DynamicTest;
+import org.junit.jupiter.api.TestFactory;
+import org.junit.jupiter.api.function.Executable;
+
+/**
+ * Every golden vector set in tests/vectors/ (docs/vectors.md), found at test time: the Java runtime must give
+ * Python's answers. A set whose model is generated ({@code *.generated.onnx}, built by {@code make vectors})
+ * and absent is skipped; any other missing file fails.
+ */
+class VectorTest {
+  @TestFactory
+  Stream<DynamicNode> goldenVectors() throws IOException {
+    Path dir = Fixtures.root().resolve("tests/vectors");
+    List<Path> sets = new ArrayList<>();
+    if (Files.isDirectory(dir)) {
+      try (Stream<Path> s = Files.list(dir)) {
+        s.filter(p -> Files.isRegularFile(p.resolve("vector.json"))).sorted().forEach(sets::add);
+      }
+    }
+    assertFalse(sets.isEmpty(), "no golden vector sets (*/vector.json) under " + dir);
+    return sets.stream().map(VectorTest::set);
+  }
+
+  private static DynamicNode set(Path dir) {
+    Map<?, ?> spec;
+    try {
+      spec = (Map<?, ?>) Json.parse(Files.readString(dir.resolve("vector.json"), StandardCharsets.UTF_8));
+    } catch (IOException | Json.ParseException | ClassCastException e) {
+      return DynamicTest.dynamicTest(dir.getFileName() + ": vector.json", () -> {
+        throw new AssertionError("cannot read " + dir.resolve("vector.json") + ": " + e);
+      });
+    }
+    String name = String.valueOf(spec.get("name"));
+    Path model = dir.resolve((String) spec.get("model"));
+    Map<DType, Fixtures.Tolerance> tol = tolerance(spec.get("tolerance"));
+    List<?> cases = (List<?>) spec.get("cases");
+    // one test per set: the model (up to ~90 MB) is loaded once for all its cases
+    return DynamicTest.dynamicTest(name + " (" + cases.size() + " cases)", () -> {
+      if (!Files.exists(model) && model.getFileName().toString().endsWith(".generated.onnx")) {
+        Assumptions.abort("skipped vector set " + name + ": generated model " + model.getFileName()
+            + " is missing; run `" + spec.get("generate") + "` first");
+      }
+      assertTrue(Files.isRegularFile(model), name + ": model file " + model + " is missing");
+      assertFalse(cases.isEmpty(), name + ": no cases");
+      try (Pipeline pipe = Pipeline.load(model, Options.defaults().withIntraOpThreads(2))) {
+        List<Executable> checks = new ArrayList<>();
+        for (Object c : cases) {
+          Map<?, ?> cs = (Map<?, ?>) c;
+          String caseName = name + "/" + cs.get("name");
+          checks.add(() -> {
+            Map<String, Tensor> inputs = TensorJson.read(dir.resolve((String) cs.get("inputs")));
+            Map<String, Tensor> expected = TensorJson.read(dir.resolve((String) cs.get("expected")));
+            Fixtures.assertOutputs(caseName, expected, pipe.run(inputs), tol);
+          });
+        }
+        assertAll(name, checks.stream());
+      }
+    });
+  }
+
+  private static Map<DType, Fixtures.Tolerance> tolerance(Object obj) {
+    Map<DType, Fixtures.Tolerance> out = new EnumMap<>(DType.class);
+    if (obj instanceof Map<?, ?> m) {
+      for (Map.Entry<?, ?> e : m.entrySet()) {
+        DType d = DType.fromName(String.valueOf(e.getKey()));
+        Map<?, ?> t = (Map<?, ?>) e.getValue();
+        out.put(d, new Fixtures.Tolerance(number(t.get("atol")), number(t.get("rtol"))));
+      }
+    }
+    return out;
+  }
+
+  private static double number(Object o) {
+    return o instanceof Json.Num n ? Double.parseDouble(n.text()) : 0;
+  }
+}

@@ -49,17 +49,32 @@ class Segment:
         return " -> ".join(describe(s) for s in self.steps)
 
 
+def _is_script(v: Any) -> bool:
+    return isinstance(v, (torch.jit.ScriptModule, torch.jit.ScriptFunction))
+
+
+def _script_globals(fn: Any) -> bool:
+    """True when a Python function's code names a scripted function of its module (``@torch.jit.script def``)."""
+    code, glb = getattr(fn, "__code__", None), getattr(fn, "__globals__", None)
+    if code is None or glb is None:
+        return False
+    return any(_is_script(glb.get(n)) for n in code.co_names)
+
+
 def contains_script(obj: Any) -> bool:
-    """True when a torch.jit.script function or module is reachable from the step."""
-    if isinstance(obj, (torch.jit.ScriptModule, torch.jit.ScriptFunction)):
+    """True when torch.jit.script code is reachable from the step: a ScriptModule/ScriptFunction, an attribute
+    holding one, or one called by name from a ``forward`` (or the step function itself)."""
+    if _is_script(obj):
         return True
-    mods = obj.modules() if isinstance(obj, torch.nn.Module) else [obj]
+    mods = list(obj.modules()) if isinstance(obj, torch.nn.Module) else [obj]
     for m in mods:
-        if isinstance(m, torch.jit.ScriptModule):
+        if _is_script(m):
             return True
-        for v in vars(m).values():
-            if isinstance(v, (torch.jit.ScriptModule, torch.jit.ScriptFunction)):
-                return True
+        if any(_is_script(v) for v in getattr(m, "__dict__", {}).values()):
+            return True
+        fn = getattr(type(m), "forward", None) if isinstance(m, torch.nn.Module) else m
+        if _script_globals(fn):
+            return True
     return False
 
 

@@ -87,19 +87,36 @@ def export_segment(
         raise
     except Exception as e:
         reason = _torch_reason(e)
-        axis_words = ("specializ", "Constraints violated", "constraint violation", "guard on data-dependent")
+        axis_words = ("specializ", "inferred a static shape", "Constraints violated", "constraint violation", "guard on data-dependent")
         cls = ExportVerificationError if any(w in reason for w in axis_words) and dynamic else ExportError
         hint = (
             " torch could not keep a declared dynamic axis dynamic: a shape or a Python loop over it is "
             "fixed by the code; use torch ops on tensor shapes, torch.jit.script for loops, or the ops catalog."
             if cls is ExportVerificationError else ""
         )
+        where = _name_axes(reason, input_names, dynamic)
         raise cls(
-            f"stage {seg.stage!r} ({seg.describe()}): the {exporter} exporter failed.{hint}\n"
+            f"stage {seg.stage!r} ({seg.describe()}): the {exporter} exporter failed{where}.{hint}\n"
             f"torch's reason: {_first_lines(reason, 25)}"
         ) from e
     _check_outputs(seg, model)
     return model
+
+
+_INPUT_AXIS = re.compile(r"inputs\[(\d+)\](?:\[(\d+)\])?\.shape\[(\d+)\]")
+
+
+def _name_axes(reason: str, input_names: Sequence[str], dynamic: Mapping[str, Mapping[int, str]]) -> str:
+    """' on input 'x' axis 1 ('time')' for torch's ``inputs[0].shape[1]`` (our segment takes ``*flat``)."""
+    found = []
+    for m in _INPUT_AXIS.finditer(reason):
+        idx = int(m.group(2) if m.group(2) is not None else m.group(1))
+        axis = int(m.group(3))
+        if idx < len(input_names):
+            name = input_names[idx]
+            dim = (dynamic.get(name) or {}).get(axis)
+            found.append(f"input {name!r} axis {axis}" + (f" ({dim!r})" if dim else ""))
+    return " on " + ", ".join(dict.fromkeys(found)) if found else ""
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")

@@ -73,7 +73,7 @@ class BatchPolicy:
     max_queue: int = 256
 
 
-@dataclass
+@dataclass(eq=False)  # identity: two jobs are never "equal" (and arrays do not compare to a bool)
 class _Job:
     feeds: dict[str, np.ndarray]
     rows: int
@@ -155,16 +155,22 @@ class Batcher:
     # -- working -------------------------------------------------------------------------------------------
     def _work(self) -> None:
         while True:
-            with self._cond:
-                while not self._queue and not self._closed:
-                    self._cond.wait()
-                if not self._queue:
-                    return
-                batch = self._take()
+            batch: list[_Job] = []
             try:
+                with self._cond:
+                    while not self._queue and not self._closed:
+                        self._cond.wait()
+                    if not self._queue:
+                        return
+                    try:
+                        batch = self._take()
+                    except BaseException:
+                        batch = list(self._queue)  # the queue's state is unknown: answer everyone, hang no one
+                        self._queue.clear()
+                        raise
                 with self._slots:
                     self._run(batch)
-            except BaseException as e:  # never leave a caller waiting, whatever happened
+            except BaseException as e:
                 log.exception("model %r: batch of %d failed unexpectedly", self.name, len(batch))
                 for job in batch:
                     if not job.future.done():

@@ -7,25 +7,28 @@ gRPC status message and in the trailing metadata key ``onnxpipe-error-code``.
 
 from __future__ import annotations
 
-import grpc
+from typing import TYPE_CHECKING
 
 from onnxpipe_runtime.errors import PipelineError
+
+if TYPE_CHECKING:
+    import grpc
 
 __all__ = ["CODE_METADATA_KEY", "GRPC_STATUS", "RequestError", "from_pipeline_error"]
 
 CODE_METADATA_KEY = "onnxpipe-error-code"
 
-#: onnxpipe error code -> gRPC status code
-GRPC_STATUS: dict[str, grpc.StatusCode] = {
-    "INVALID_INPUT": grpc.StatusCode.INVALID_ARGUMENT,
-    "NOT_FOUND": grpc.StatusCode.NOT_FOUND,
-    "OVERLOADED": grpc.StatusCode.RESOURCE_EXHAUSTED,
-    "UNAUTHENTICATED": grpc.StatusCode.UNAUTHENTICATED,
-    "CLOSED": grpc.StatusCode.UNAVAILABLE,
-    "DEADLINE": grpc.StatusCode.DEADLINE_EXCEEDED,
-    "RUNTIME": grpc.StatusCode.INTERNAL,
-    "MODEL_LOAD": grpc.StatusCode.INTERNAL,
-    "MISSING_EXTENSION": grpc.StatusCode.INTERNAL,
+#: onnxpipe error code -> gRPC status code name (grpc.StatusCode.<name>)
+GRPC_STATUS: dict[str, str] = {
+    "INVALID_INPUT": "INVALID_ARGUMENT",
+    "NOT_FOUND": "NOT_FOUND",
+    "OVERLOADED": "RESOURCE_EXHAUSTED",
+    "UNAUTHENTICATED": "UNAUTHENTICATED",
+    "CLOSED": "UNAVAILABLE",
+    "DEADLINE": "DEADLINE_EXCEEDED",
+    "RUNTIME": "INTERNAL",
+    "MODEL_LOAD": "INTERNAL",
+    "MISSING_EXTENSION": "INTERNAL",
 }
 
 
@@ -39,7 +42,9 @@ class RequestError(Exception):
 
     @property
     def grpc_status(self) -> grpc.StatusCode:
-        return GRPC_STATUS.get(self.code, grpc.StatusCode.INTERNAL)
+        import grpc  # here, so batching (and triton_repo) work without the serve extra
+
+        return getattr(grpc.StatusCode, GRPC_STATUS.get(self.code, "INTERNAL"))
 
     @property
     def details(self) -> str:

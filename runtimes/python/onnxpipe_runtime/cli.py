@@ -1,0 +1,187 @@
+"""Command-line runs with the runtime alone: ``python -m onnxpipe_runtime run|inspect|verify ...``.
+
+The SDK's ``onnxpipe`` command reuses these subcommands and adds ``export``. Exit codes: 0 ok, 1 a
+verification mismatch, 2 bad input or a bad model (one line on stderr naming the problem).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from onnxpipe_runtime import tensor_json
+from onnxpipe_runtime.errors import InputError, PipelineError
+from onnxpipe_runtime.pipeline import Pipeline
+from onnxpipe_runtime.vectors import load_set, mismatches
+
+EXIT_MISMATCH = 1
+EXIT_USAGE = 2
+
+
+class CliError(Exception):
+    """A usage problem reported as one line on stderr with exit code 2."""
+
+
+def add_run(sub: Any) -> None:
+    p = sub.add_parser("run", help="run a pipeline on tensor-JSON inputs; prints outputs as tensor JSON")
+    p.add_argument("model", type=Path)
+    p.add_argument("--inputs", type=Path, help="tensor JSON file of named inputs (docs/tensor-json.md)")
+    p.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy", help="an input from a .npy file")
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: CPUs this process may use)")
+    p.add_argument("--indent", type=int, default=None, help="pretty-print the JSON")
+    p.set_defaults(func=cmd_run)
+
+
+def add_verify(sub: Any) -> None:
+    p = sub.add_parser("verify", help="check a pipeline against golden vectors (a vector folder, or inputs + expected)")
+    p.add_argument("model", type=Path)
+    p.add_argument("--vectors", type=Path, help="a vector folder with vector.json (docs/vectors.md)")
+    p.add_argument("--inputs", type=Path, help="tensor JSON inputs")
+    p.add_argument("--expected", type=Path, help="tensor JSON expected outputs")
+    p.add_argument("--atol", type=float, default=None)
+    p.add_argument("--rtol", type=float, default=None)
+    p.set_defaults(func=cmd_verify)
+
+
+def add_inspect(sub: Any) -> None:
+    p = sub.add_parser("inspect", help="print a pipeline's signature and manifest")
+    p.add_argument("model", type=Path)
+    p.add_argument("--json", action="store_true", help="machine-readable JSON")
+    p.set_defaults(func=cmd_inspect)
+
+
+def read_inputs(args: argparse.Namespace) -> dict[str, np.ndarray]:
+    inputs: dict[str, np.ndarray] = {}
+    if args.inputs is not None:
+        inputs.update(tensor_json.load(args.inputs))
+    for item in args.input:
+        name, sep, file = item.partition("=")
+        if not sep or not name:
+            raise CliError(f"--input {item!r}: expected NAME=FILE.npy")
+        try:
+            inputs[name] = np.load(file, allow_pickle=False)
+        except (OSError, ValueError) as e:
+            raise CliError(f"--input {name}: cannot read {file!r} as .npy ({e})") from e
+    if args.inputs is None and not args.input:
+        raise CliError("no inputs: give --inputs FILE.json and/or --input NAME=FILE.npy")
+    return inputs
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    inputs = read_inputs(args)
+    with Pipeline.load(args.model, threads=args.threads) as pipe:
+        outputs = pipe.run(inputs)
+    sys.stdout.write(tensor_json.dumps(outputs, indent=args.indent) + "\n")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    if args.vectors is not None:
+        vs = load_set(args.vectors)
+        cases = [(c.name, c.inputs, c.expected) for c in vs.cases]
+        tol = dict(vs.tolerance)
+    elif args.inputs is not None and args.expected is not None:
+        cases = [(args.inputs.name, tensor_json.load(args.inputs), tensor_json.load(args.expected))]
+        tol = {}
+    else:
+        raise CliError("verify: give --vectors DIR, or --inputs FILE.json with --expected FILE.json")
+    if args.atol is not None or args.rtol is not None:
+        tol = {k: (args.atol if args.atol is not None else 0.0, args.rtol if args.rtol is not None else 0.0)
+               for k in ("float32", "float64")}
+    failed = 0
+    with Pipeline.load(args.model) as pipe:
+        for name, inputs, expected in cases:
+            problems = mismatches(pipe.run(inputs), expected, tol)
+            status = "ok" if not problems else "MISMATCH"
+            print(f"{name}: {status}")
+            for p in problems:
+                print(f"  {p}")
+            failed += bool(problems)
+    print(f"{len(cases) - failed} passed, {failed} failed")
+    return EXIT_MISMATCH if failed else 0
+
+
+def signature_doc(pipe: Pipeline) -> dict[str, Any]:
+    return {
+        "path": str(pipe.path),
+        "file_size": pipe.path.stat().st_size,
+        "signature": pipe.signature.to_dict(),
+        "manifest": pipe.manifest,
+    }
+
+
+def print_signature(doc: dict[str, Any]) -> None:
+    sig = doc["signature"]
+    man = doc.get("manifest") or {}
+    print(f"{doc['path']}  ({doc['file_size']:,} bytes, signature from {sig['source']})")
+    if man:
+        print(f"  pipeline {man.get('name')!r}, onnxpipe {man.get('sdk_version')}, opset {man.get('opset')}, "
+              f"{man.get('precision')}, exporter {man.get('exporter')}")
+    print("  inputs:")
+    for s in sig["inputs"]:
+        opt = f"  (optional, default {s['default']})" if s.get("optional") else ""
+        print(f"    {s['name']}: {s['dtype']} {_shape(s['shape'])}{opt}")
+    print("  outputs:")
+    for s in sig["outputs"]:
+        print(f"    {s['name']}: {s['dtype']} {_shape(s['shape'])}")
+    if sig.get("labels"):
+        labels = sig["labels"]
+        more = f" ... ({len(labels)} in all)" if len(labels) > 12 else ""
+        print(f"  labels: {', '.join(labels[:12])}{more}")
+    if sig.get("domains"):
+        print(f"  custom-op domains: {', '.join(sig['domains'])}")
+    for st in man.get("stages", []):
+        print(f"  stage {st['name']} [{st['kind']}]: {st['description']} ({st['nodes']} nodes)")
+    ver = man.get("verification")
+    if ver:
+        if ver.get("skipped"):
+            print("  verification: skipped at export")
+        else:
+            print(f"  verification: {'passed' if ver.get('passed') else 'FAILED'} on {len(ver.get('cases', []))} input sets")
+
+
+def _shape(shape: list[Any]) -> str:
+    return "[" + ", ".join("?" if d is None else str(d) for d in shape) + "]"
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    with Pipeline.load(args.model) as pipe:
+        doc = signature_doc(pipe)
+    if args.json:
+        print(json.dumps(doc, indent=2, ensure_ascii=False))
+    else:
+        print_signature(doc)
+    return 0
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run a parsed subcommand, turning expected failures into one line on stderr and exit code 2."""
+    try:
+        return int(args.func(args))
+    except (CliError, PipelineError, InputError) as e:
+        code = getattr(e, "code", "USAGE")
+        print(f"onnxpipe: error [{code}]: {e}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def build_parser(prog: str = "python -m onnxpipe_runtime") -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description="Run onnxpipe pipelines (numpy + onnxruntime).")
+    sub = parser.add_subparsers(dest="command", required=True)
+    add_run(sub)
+    add_inspect(sub)
+    add_verify(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run_command(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

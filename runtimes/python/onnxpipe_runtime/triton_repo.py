@@ -1,0 +1,249 @@
+"""``onnxpipe triton-repo MODEL OUT_DIR``: the same exported file as a Triton model repository.
+
+Writes ``OUT_DIR/NAME/1/model.onnx`` (a byte copy) and ``OUT_DIR/NAME/config.pbtxt`` for Triton's
+ONNX Runtime backend, from the manifest:
+
+- when the model has a batch axis (the rule the sidecar uses, ``serve.batching.batch_axis``):
+  ``max_batch_size`` + ``dynamic_batching``, dims without the batch dimension. Optional inputs without the
+  batch axis (a per-request threshold) cannot be batched by Triton, so they are left out of the config and
+  the graph's default applies; ``--no-batching`` keeps them (and turns batching off).
+- otherwise ``max_batch_size: 0`` and full dims (-1 for dynamic ones).
+- ``model_operations { op_library_filename }`` when the graph needs ``ai.onnx.contrib`` ops: the
+  onnxruntime-extensions library is copied beside the model and referenced by its path inside the
+  container (``--container-repo``, default /models).
+
+The config is written with protobuf's text format from ``tritonclient.grpc.model_config_pb2`` when
+tritonclient is installed (validating it against Triton's schema), else by the same fields as plain text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from onnxpipe_runtime.errors import ModelLoadError, PipelineError
+from onnxpipe_runtime.modelfile import read_header
+from onnxpipe_runtime.signature import Signature, TensorSpec, from_manifest
+
+__all__ = ["TritonConfig", "build_config", "main", "write_repository"]
+
+CONTRIB_DOMAIN = "ai.onnx.contrib"
+_TYPES = {
+    "float32": "TYPE_FP32",
+    "float64": "TYPE_FP64",
+    "int64": "TYPE_INT64",
+    "int32": "TYPE_INT32",
+    "uint8": "TYPE_UINT8",
+    "int8": "TYPE_INT8",
+    "bool": "TYPE_BOOL",
+    "string": "TYPE_STRING",
+}
+
+
+@dataclass
+class TritonTensor:
+    name: str
+    data_type: str
+    dims: list[int]
+    reshape: list[int] | None = None  # Triton's way to say "scalar": dims [1], reshape []
+    optional: bool = False
+
+
+@dataclass
+class TritonConfig:
+    """What config.pbtxt says, before it is written."""
+
+    name: str
+    max_batch_size: int
+    inputs: list[TritonTensor]
+    outputs: list[TritonTensor]
+    max_queue_delay_us: int | None = None
+    op_library: str | None = None
+    threads: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def to_text(self) -> str:
+        lines = [f"# {n}" for n in self.notes]
+        lines += [f'name: "{self.name}"', 'backend: "onnxruntime"', f"max_batch_size: {self.max_batch_size}"]
+        for key, tensors in (("input", self.inputs), ("output", self.outputs)):
+            for t in tensors:
+                parts = [f'name: "{t.name}"', f"data_type: {t.data_type}", f"dims: {_list(t.dims)}"]
+                if t.reshape is not None:
+                    parts.append(f"reshape: {{ shape: {_list(t.reshape)} }}")
+                if t.optional:
+                    parts.append("optional: true")
+                lines.append(f"{key} {{ {' '.join(parts)} }}")
+        if self.max_queue_delay_us is not None:
+            lines.append(f"dynamic_batching {{ max_queue_delay_microseconds: {self.max_queue_delay_us} }}")
+        if self.op_library is not None:
+            lines.append(f'model_operations {{ op_library_filename: "{self.op_library}" }}')
+        if self.threads is not None:
+            lines.append(f'parameters {{ key: "intra_op_thread_count" value {{ string_value: "{self.threads}" }} }}')
+        return "\n".join(lines) + "\n"
+
+
+def _list(values: Sequence[int]) -> str:
+    return "[ " + ", ".join(map(str, values)) + " ]" if values else "[ ]"
+
+
+def _dims(shape: Sequence[Any]) -> tuple[list[int], list[int] | None]:
+    dims = [d if isinstance(d, int) else -1 for d in shape]
+    if not dims:
+        return [1], []
+    return dims, None
+
+
+def build_config(
+    name: str,
+    signature: Signature,
+    *,
+    source: str | None = None,
+    batching: bool = True,
+    max_batch: int = 32,
+    max_delay_us: int = 2000,
+    op_library: str | None = None,
+    threads: int | None = None,
+) -> TritonConfig:
+    """The Triton config for a signature (see the module docstring for the rules)."""
+    from onnxpipe_runtime.serve.batching import batch_axis  # the sidecar's rule, so both batch the same models
+
+    axis, why = batch_axis(signature) if batching else (None, "--no-batching")
+    notes = [f"Written by `onnxpipe triton-repo` from the manifest of {source or name}."]
+    inputs: list[TritonTensor] = []
+    outputs: list[TritonTensor] = []
+    if axis is not None:
+        notes.append(f"Batch axis {axis!r}: dims below omit it; Triton merges requests up to max_batch_size.")
+        for spec in signature.inputs:
+            if spec.shape[:1] != (axis,):
+                notes.append(
+                    f"Optional input {spec.name!r} {list(spec.shape)} has no batch axis: left out, the graph's "
+                    f"default ({spec.default!r}) applies. Use --no-batching to expose it."
+                )
+                continue
+            inputs.append(_tensor(spec, spec.shape[1:]))
+        outputs = [_tensor(spec, spec.shape[1:]) for spec in signature.outputs]
+        return TritonConfig(name, max_batch, inputs, outputs, max_delay_us, op_library, threads, notes)
+    notes.append(f"No dynamic batching: {why}.")
+    inputs = [_tensor(spec, spec.shape) for spec in signature.inputs]
+    outputs = [_tensor(spec, spec.shape) for spec in signature.outputs]
+    return TritonConfig(name, 0, inputs, outputs, None, op_library, threads, notes)
+
+
+def _tensor(spec: TensorSpec, shape: Sequence[Any]) -> TritonTensor:
+    dims, reshape = _dims(shape)
+    return TritonTensor(spec.name, _TYPES[spec.dtype], dims, reshape, spec.optional)
+
+
+def _check_with_triton_schema(text: str) -> None:
+    try:
+        from google.protobuf import text_format
+        from tritonclient.grpc import model_config_pb2
+    except ImportError:
+        return
+    try:
+        text_format.Parse(text, model_config_pb2.ModelConfig())
+    except text_format.ParseError as e:  # a bug here, not user input: say so plainly
+        raise RuntimeError(f"triton-repo wrote a config Triton's schema rejects: {e}\n{text}") from e
+
+
+def write_repository(
+    model: str | Path,
+    out_dir: str | Path,
+    *,
+    name: str | None = None,
+    batching: bool = True,
+    max_batch: int = 32,
+    max_delay_us: int = 2000,
+    container_repo: str = "/models",
+    threads: int | None = None,
+) -> Path:
+    """Write ``out_dir/NAME/{config.pbtxt, 1/model.onnx}``; returns the model's folder."""
+    model = Path(model)
+    try:
+        data = model.read_bytes()
+    except OSError as e:
+        raise ModelLoadError(f"model file {str(model)!r}: cannot read it ({e.strerror})") from e
+    header = read_header(data, str(model))
+    manifest = header.manifest
+    if manifest is None:
+        raise ModelLoadError(
+            f"model file {str(model)!r} has no onnxpipe manifest; triton-repo writes the config from it "
+            "(export it with onnxpipe.export_pipeline)"
+        )
+    signature = from_manifest(manifest)
+    name = name or model.stem
+    if not name or "/" in name or name in (".", ".."):
+        raise ModelLoadError(f"model name {name!r}: expected a plain folder name")
+    folder = Path(out_dir) / name
+    (folder / "1").mkdir(parents=True, exist_ok=True)
+    op_library = None
+    if CONTRIB_DOMAIN in header.domains or CONTRIB_DOMAIN in signature.domains:
+        lib = _extensions_library()
+        shutil.copyfile(lib, folder / lib.name)
+        op_library = f"{container_repo.rstrip('/')}/{name}/{lib.name}"
+    config = build_config(
+        name, signature, source=model.name, batching=batching, max_batch=max_batch, max_delay_us=max_delay_us,
+        op_library=op_library, threads=threads,
+    )
+    text = config.to_text()
+    _check_with_triton_schema(text)
+    (folder / "1" / "model.onnx").write_bytes(data)
+    (folder / "config.pbtxt").write_text(text, encoding="utf-8")
+    return folder
+
+
+def _extensions_library() -> Path:
+    try:
+        from onnxruntime_extensions import get_library_path
+    except ImportError as e:
+        from onnxpipe_runtime.errors import MissingExtensionError
+
+        raise MissingExtensionError(
+            f"this model uses custom ops from domain {CONTRIB_DOMAIN!r}; Triton needs the onnxruntime-extensions "
+            "library beside it: pip install 'onnxpipe-runtime[text]' and run triton-repo again"
+        ) from e
+    return Path(get_library_path())
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    p = argparse.ArgumentParser(
+        prog="onnxpipe triton-repo",
+        description="Write a Triton model repository (OUT_DIR/NAME/1/model.onnx + config.pbtxt) for an exported file.",
+        epilog="Docs: docs/scale-out.md",
+    )
+    p.add_argument("model", type=Path, metavar="MODEL", help="an exported .onnx file")
+    p.add_argument("out_dir", type=Path, metavar="OUT_DIR", help="the model repository folder (created if needed)")
+    p.add_argument("--name", default=None, help="model name (default: the file stem)")
+    p.add_argument("--max-batch", type=int, default=32, help="max_batch_size when batching (default 32)")
+    p.add_argument("--max-delay-us", type=int, default=2000, help="dynamic_batching max_queue_delay_microseconds")
+    p.add_argument("--no-batching", action="store_true", help="max_batch_size 0; keeps per-request optional inputs")
+    p.add_argument("--container-repo", default="/models",
+                   help="where OUT_DIR is mounted in the Triton container (for op_library_filename; default /models)")
+    p.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads per model instance")
+    try:
+        args = p.parse_args(argv)
+    except SystemExit as e:
+        return int(e.code) if isinstance(e.code, int) else 2
+    if args.max_batch < 1 or args.max_delay_us < 0 or (args.threads is not None and args.threads < 1):
+        print("onnxpipe triton-repo: --max-batch and --threads must be >= 1, --max-delay-us >= 0", file=sys.stderr)
+        return 2
+    try:
+        folder = write_repository(
+            args.model, args.out_dir, name=args.name, batching=not args.no_batching, max_batch=args.max_batch,
+            max_delay_us=args.max_delay_us, container_repo=args.container_repo, threads=args.threads,
+        )
+    except PipelineError as e:
+        print(f"onnxpipe triton-repo: [{e.code}] {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {folder / 'config.pbtxt'} and {folder / '1' / 'model.onnx'}")
+    print((folder / "config.pbtxt").read_text(encoding="utf-8"), end="")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,10 @@
+"""Shared pytest set-up: the repository root on sys.path (for `examples`) and small helpers."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))

@@ -1,0 +1,88 @@
+"""Shared fixtures: an in-process server on an ephemeral loopback port, clients with timeouts."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("grpc", reason="the serve extra is not installed: pip install 'onnxpipe-runtime[serve]'")
+tc = pytest.importorskip("tritonclient.grpc", reason="tritonclient[grpc] is not installed (requirements/dev.txt)")
+
+import grpc  # noqa: E402
+
+from onnxpipe_runtime.serve import Server, ServeOptions  # noqa: E402
+from onnxpipe_runtime.serve._proto import grpc_service_pb2 as pb  # noqa: E402
+from onnxpipe_runtime.serve._proto import grpc_service_pb2_grpc as pb_grpc  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+BASIC = ROOT / "tests" / "fixtures" / "basic.onnx"
+VECTORS = ROOT / "tests" / "vectors"
+MINILM = VECTORS / "minilm" / "model.generated.onnx"
+TIMEOUT = 20.0  # seconds, on every RPC: nothing in these tests may hang
+
+
+def basic_inputs(rows: int = 2, seed: int = 0, h: int = 2, w: int = 3) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {
+        "features": rng.normal(size=(rows, 3)).astype(np.float32),
+        "pixels": rng.integers(0, 256, size=(rows, h, w, 3), dtype=np.uint8),
+    }
+
+
+DATATYPE = {np.dtype(np.float32): "FP32", np.dtype(np.uint8): "UINT8", np.dtype(np.int64): "INT64",
+            np.dtype(np.float64): "FP64", np.dtype(object): "BYTES", np.dtype(np.bool_): "BOOL",
+            np.dtype(np.int32): "INT32", np.dtype(np.int8): "INT8"}
+
+
+def triton_inputs(arrays: dict[str, np.ndarray]) -> list:
+    out = []
+    for name, a in arrays.items():
+        t = tc.InferInput(name, list(a.shape), DATATYPE[a.dtype])
+        t.set_data_from_numpy(a)
+        out.append(t)
+    return out
+
+
+def infer(client, model: str, arrays: dict[str, np.ndarray], outputs: list[str] | None = None, **kw):
+    requested = [tc.InferRequestedOutput(n) for n in outputs] if outputs else None
+    return client.infer(model, triton_inputs(arrays), outputs=requested, client_timeout=TIMEOUT, **kw)
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Server]:
+    """basic.onnx, batching on with a generous delay so concurrent requests visibly merge."""
+    with Server({"basic": BASIC}, ServeOptions(port=0, max_delay_ms=20.0, grace_s=5.0)) as s:
+        yield s
+
+
+@pytest.fixture(scope="module")
+def client(server: Server) -> Iterator:
+    c = tc.InferenceServerClient(server.address)
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="module")
+def stub(server: Server) -> Iterator:
+    """This repository's own stubs (typed contents, exact protocol control)."""
+    channel = grpc.insecure_channel(server.address)
+    grpc.channel_ready_future(channel).result(timeout=TIMEOUT)
+    yield pb_grpc.GRPCInferenceServiceStub(channel)
+    channel.close()
+
+
+def typed_request(model: str, arrays: dict[str, np.ndarray], **kw) -> pb.ModelInferRequest:
+    """A ModelInferRequest with typed `contents` (what tritonclient never sends)."""
+    req = pb.ModelInferRequest(model_name=model, **kw)
+    for name, a in arrays.items():
+        t = req.inputs.add(name=name, datatype=DATATYPE[a.dtype], shape=list(a.shape))
+        flat = a.reshape(-1)
+        field = {"FP32": "fp32_contents", "UINT8": "uint_contents", "INT64": "int64_contents",
+                 "FP64": "fp64_contents", "BOOL": "bool_contents", "INT32": "int_contents",
+                 "BYTES": "bytes_contents"}[DATATYPE[a.dtype]]
+        values = [v.encode() for v in flat] if a.dtype == object else flat.tolist()
+        getattr(t.contents, field).extend(values)
+    return req

@@ -99,7 +99,8 @@ public final class Pipeline implements AutoCloseable {
         || (early != null && early.domains().contains(CONTRIB_DOMAIN));
     int threads = options.intraOpThreads();
 
-    OrtEnvironment env = OrtEnvironment.getEnvironment(OrtLoggingLevel.ORT_LOGGING_LEVEL_ERROR, "onnxpipe");
+    // the process-wide environment, shared with the application if it already made one
+    OrtEnvironment env = OrtEnvironment.getEnvironment();
     OrtSession.SessionOptions so = new OrtSession.SessionOptions();
     OrtSession session = null;
     Map<String, OnnxTensor> defaults = new LinkedHashMap<>();

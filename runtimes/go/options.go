@@ -12,13 +12,14 @@ type Option func(*config)
 
 type config struct {
 	threads       int
+	threadsSet    bool
 	ortLib        string
 	extensionsLib string
 }
 
 // WithThreads sets the intra-op threads of the pipeline's ONNX Runtime sessions (n >= 1). It takes
 // precedence over $ONNXPIPE_THREADS and the default, runtime.GOMAXPROCS(0) capped by the CPU affinity.
-func WithThreads(n int) Option { return func(c *config) { c.threads = n } }
+func WithThreads(n int) Option { return func(c *config) { c.threads, c.threadsSet = n, true } }
 
 // WithORTLibrary sets the ONNX Runtime shared library (libonnxruntime.so.<version>), overriding
 // $ONNXPIPE_ORT_LIB and discovery. ONNX Runtime is initialised once per process: the first Load decides.
@@ -47,7 +48,7 @@ func parseThreads(v, source string) (int, error) {
 }
 
 func (c *config) resolveThreads() (int, error) {
-	if c.threads != 0 {
+	if c.threadsSet {
 		if c.threads < 1 {
 			return 0, inputErr("WithThreads(%d): expected a whole number of threads >= 1", c.threads)
 		}

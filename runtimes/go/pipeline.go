@@ -74,9 +74,11 @@ func Load(path string, opts ...Option) (*Pipeline, error) {
 	}
 	if headerErr != nil {
 		// Let ONNX Runtime give the precise reason, but never report success on a file we cannot parse.
-		if _, err := ort.NewDynamicAdvancedSession(path, nil, nil, options); err != nil {
-			return nil, loadErr("model file %q: ONNX Runtime cannot load it: %v", path, err)
+		s, err := ort.NewDynamicAdvancedSession(path, nil, nil, options)
+		if err != nil {
+			return nil, loadErr("model file %q: ONNX Runtime cannot load it: %v", path, errors.Unwrap(err))
 		}
+		s.Destroy()
 		return nil, loadErr("model file %q: not a readable ONNX ModelProto: %v", path, headerErr)
 	}
 	if p.sig, err = readSignature(path, options, domains); err != nil {

@@ -101,7 +101,7 @@ func newTensor(dtype DType, shape []int64, data any, n int) (Tensor, error) {
 		return Tensor{}, err
 	}
 	if int64(n) != count {
-		return Tensor{}, inputErr("shape %v needs %d values but data has %d", shape, count, n)
+		return Tensor{}, inputErr("shape %s needs %d values but data has %d", formatShape(shape), count, n)
 	}
 	return Tensor{dtype: dtype, shape: append([]int64{}, shape...), data: data}, nil
 }
@@ -111,10 +111,10 @@ func elementCount(shape []int64) (int64, error) {
 	count := int64(1)
 	for i, d := range shape {
 		if d < 0 {
-			return 0, inputErr("shape %v: dimension %d is %d; expected a non-negative size", shape, i, d)
+			return 0, inputErr("shape %s: dimension %d is %d; expected a non-negative size", formatShape(shape), i, d)
 		}
 		if d != 0 && count > math.MaxInt64/d {
-			return 0, inputErr("shape %v has too many elements", shape)
+			return 0, inputErr("shape %s has too many elements", formatShape(shape))
 		}
 		count *= d
 	}

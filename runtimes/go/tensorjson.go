@@ -103,10 +103,10 @@ func (t jsonTensor) decode(where string) (Tensor, error) {
 	}
 	count, err := elementCount(t.Shape)
 	if err != nil {
-		return Tensor{}, inputErr("%s: shape %v: expected non-negative integers", where, t.Shape)
+		return Tensor{}, inputErr("%s: shape %s: expected non-negative integers", where, formatShape(t.Shape))
 	}
 	if int64(len(t.Data)) != count {
-		return Tensor{}, inputErr("%s: shape %v needs %d values but data has %d", where, t.Shape, count, len(t.Data))
+		return Tensor{}, inputErr("%s: shape %s needs %d values but data has %d", where, formatShape(t.Shape), count, len(t.Data))
 	}
 	switch t.DType {
 	case Float32:

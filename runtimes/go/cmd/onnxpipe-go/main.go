@@ -1,0 +1,160 @@
+// Command onnxpipe-go runs and inspects onnxpipe files with the Go runtime.
+//
+//	onnxpipe-go run MODEL --inputs FILE.json [--threads N]   outputs as tensor JSON (docs/tensor-json.md)
+//	onnxpipe-go inspect MODEL                                the signature as JSON
+//	onnxpipe-go version                                      onnxpipe and ONNX Runtime versions
+//
+// FILE may be "-" for standard input. On error: a one-line message on stderr and exit status 1 (2 for
+// bad usage).
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+
+	onnxpipe "github.com/onnxpipe/onnxpipe/runtimes/go"
+)
+
+const usage = `usage:
+  onnxpipe-go run MODEL --inputs FILE.json [--threads N]
+  onnxpipe-go inspect MODEL
+  onnxpipe-go version`
+
+var errUsage = errors.New("usage")
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	err := run(ctx, os.Args[1:], os.Stdin, os.Stdout)
+	stop()
+	if err == nil {
+		return
+	}
+	msg := strings.Join(strings.Fields(err.Error()), " ") // one line, whatever ONNX Runtime wrote
+	if errors.Is(err, errUsage) {
+		fmt.Fprintf(os.Stderr, "onnxpipe-go: %s\n%s\n", msg, usage)
+		os.Exit(2)
+	}
+	fmt.Fprintf(os.Stderr, "onnxpipe-go: %s: %s\n", onnxpipe.Code(err), msg)
+	os.Exit(1)
+}
+
+func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) error {
+	if len(args) == 0 {
+		return fmt.Errorf("%w: no command given", errUsage)
+	}
+	cmd, rest := args[0], args[1:]
+	flags, positional, err := parseArgs(rest, map[string]bool{"inputs": cmd == "run", "threads": cmd == "run"})
+	if err != nil {
+		return err
+	}
+	switch cmd {
+	case "version":
+		if len(positional) != 0 {
+			return fmt.Errorf("%w: version takes no arguments, got %v", errUsage, positional)
+		}
+		ortVersion, err := onnxpipe.ORTVersion()
+		if err != nil {
+			return err
+		}
+		lib, _ := onnxpipe.ORTLibrary()
+		fmt.Fprintf(stdout, "onnxpipe-go %s (onnxruntime %s, %s)\n", onnxpipe.Version, ortVersion, lib)
+		return nil
+	case "inspect":
+		if len(positional) != 1 {
+			return fmt.Errorf("%w: inspect takes one MODEL, got %d arguments", errUsage, len(positional))
+		}
+		p, err := onnxpipe.Load(positional[0], onnxpipe.WithThreads(1))
+		if err != nil {
+			return err
+		}
+		defer p.Close()
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		enc.SetEscapeHTML(false)
+		return enc.Encode(p.Signature())
+	case "run":
+		if len(positional) != 1 {
+			return fmt.Errorf("%w: run takes one MODEL, got %d arguments", errUsage, len(positional))
+		}
+		inputsPath, ok := flags["inputs"]
+		if !ok {
+			return fmt.Errorf("%w: run needs --inputs FILE.json", errUsage)
+		}
+		var opts []onnxpipe.Option
+		if v, ok := flags["threads"]; ok {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 {
+				return fmt.Errorf("%w: --threads %q: expected a whole number >= 1", errUsage, v)
+			}
+			opts = append(opts, onnxpipe.WithThreads(n))
+		}
+		inputs, err := readInputs(inputsPath, stdin)
+		if err != nil {
+			return err
+		}
+		p, err := onnxpipe.Load(positional[0], opts...)
+		if err != nil {
+			return err
+		}
+		defer p.Close()
+		out, err := p.Run(ctx, inputs)
+		if err != nil {
+			return err
+		}
+		return onnxpipe.EncodeTensorJSON(stdout, out.Names(), out.Map())
+	default:
+		return fmt.Errorf("%w: unknown command %q", errUsage, cmd)
+	}
+}
+
+func readInputs(path string, stdin io.Reader) (map[string]onnxpipe.Tensor, error) {
+	var raw []byte
+	var err error
+	if path == "-" {
+		raw, err = io.ReadAll(stdin)
+	} else {
+		raw, err = os.ReadFile(path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: inputs file %q: cannot read it (%v)", onnxpipe.ErrInvalidInput, path, errors.Unwrap(err))
+	}
+	_, tensors, err := onnxpipe.DecodeTensorJSON(raw)
+	if err != nil {
+		detail := strings.TrimPrefix(err.Error(), onnxpipe.ErrInvalidInput.Error()+": ")
+		return nil, fmt.Errorf("%w: inputs file %q: %s", onnxpipe.ErrInvalidInput, path, detail)
+	}
+	return tensors, nil
+}
+
+// parseArgs accepts --name VALUE and --name=VALUE anywhere among the positional arguments.
+func parseArgs(args []string, known map[string]bool) (map[string]string, []string, error) {
+	flags := map[string]string{}
+	var positional []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if !strings.HasPrefix(a, "-") || a == "-" {
+			positional = append(positional, a)
+			continue
+		}
+		name, value, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if !known[name] {
+			return nil, nil, fmt.Errorf("%w: unknown flag %q", errUsage, a)
+		}
+		if !hasValue {
+			if i+1 >= len(args) {
+				return nil, nil, fmt.Errorf("%w: flag %q needs a value", errUsage, a)
+			}
+			i++
+			value = args[i]
+		}
+		flags[name] = value
+	}
+	return flags, positional, nil
+}

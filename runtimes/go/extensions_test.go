@@ -1,0 +1,81 @@
+package onnxpipe_test
+
+import (
+	"errors"
+	onnxpipe "github.com/onnxpipe/onnxpipe/runtimes/go"
+	"github.com/onnxpipe/onnxpipe/runtimes/go/internal/vectortest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// testdata/contrib.onnx needs ai.onnx.contrib (BertTokenizer); its expected outputs come from the Python
+// runtime (testdata/make_contrib.py).
+func TestExtensionsContribModel(t *testing.T) {
+	lib, err := onnxpipe.ExtensionsLibrary("")
+	if err != nil {
+		t.Fatalf("the onnxruntime-extensions library is needed (run `make -C runtimes/go native`): %v", err)
+	}
+	t.Logf("extensions library: %s", lib)
+	p, err := onnxpipe.Load(filepath.Join("testdata", "contrib.onnx"), onnxpipe.WithThreads(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if got := p.Signature().Domains; len(got) != 1 || got[0] != "ai.onnx.contrib" {
+		t.Errorf("Signature().Domains = %v, want [ai.onnx.contrib]", got)
+	}
+	checkCase(t, p, "testdata/contrib_inputs.json", "testdata/contrib_expected.json", vectortest.DefaultTolerance)
+}
+
+func TestExtensionsMissingLibrary(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "no-such-libonnxruntime_extensions.so")
+	for _, tc := range []struct {
+		name string
+		opt  []onnxpipe.Option
+		env  string
+	}{
+		{"option", []onnxpipe.Option{onnxpipe.WithExtensionsLibrary(missing)}, ""},
+		{"env", nil, missing},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.env != "" {
+				t.Setenv(onnxpipe.EnvExtensionsLib, tc.env)
+			}
+			p, err := onnxpipe.Load(filepath.Join("testdata", "contrib.onnx"), tc.opt...)
+			if err == nil {
+				p.Close()
+				t.Fatal("Load succeeded without the extensions library")
+			}
+			if !errors.Is(err, onnxpipe.ErrMissingExtension) || !errors.Is(err, onnxpipe.ErrModelLoad) || onnxpipe.Code(err) != "MISSING_EXTENSION" {
+				t.Fatalf("error %v (code %s) does not wrap onnxpipe.ErrMissingExtension", err, onnxpipe.Code(err))
+			}
+			for _, want := range []string{"ai.onnx.contrib", missing} {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("error %q does not mention %q", err, want)
+				}
+			}
+		})
+	}
+}
+
+func TestExtensionsNotALibrary(t *testing.T) {
+	bogus := filepath.Join(t.TempDir(), "libbogus.so")
+	if err := os.WriteFile(bogus, []byte("not a shared object"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := onnxpipe.Load(filepath.Join("testdata", "contrib.onnx"), onnxpipe.WithExtensionsLibrary(bogus))
+	if !errors.Is(err, onnxpipe.ErrMissingExtension) || !strings.Contains(err.Error(), bogus) {
+		t.Fatalf("Load with a bogus extensions library: %v; want onnxpipe.ErrMissingExtension naming %s", err, bogus)
+	}
+}
+
+func TestExtensionsNotLoadedForStandardModels(t *testing.T) {
+	// A standard model must load even when the configured extensions library is unusable.
+	p, err := onnxpipe.Load(vectortest.Fixture("basic.onnx"), onnxpipe.WithExtensionsLibrary("/nonexistent/lib.so"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.Close()
+}

@@ -1,0 +1,5 @@
+//go:build !race
+
+package onnxpipe
+
+const raceEnabled = false

@@ -198,16 +198,21 @@ def write_repository(
 
 
 def _extensions_library() -> Path:
-    try:
-        from onnxruntime_extensions import get_library_path
-    except ImportError as e:
-        from onnxpipe_runtime.errors import MissingExtensionError
+    """The onnxruntime-extensions shared library, found without importing the package (which imports torch
+    and transformers when they are installed: seconds, for a file path)."""
+    import importlib.util
 
-        raise MissingExtensionError(
-            f"this model uses custom ops from domain {CONTRIB_DOMAIN!r}; Triton needs the onnxruntime-extensions "
-            "library beside it: pip install 'onnxpipe-runtime[text]' and run triton-repo again"
-        ) from e
-    return Path(get_library_path())
+    spec = importlib.util.find_spec("onnxruntime_extensions")
+    for folder in (spec.submodule_search_locations or []) if spec is not None else []:
+        found = sorted(Path(folder).glob("_extensions_pydll*"))
+        if found:
+            return found[0]
+    from onnxpipe_runtime.errors import MissingExtensionError
+
+    raise MissingExtensionError(
+        f"this model uses custom ops from domain {CONTRIB_DOMAIN!r}; Triton needs the onnxruntime-extensions "
+        "library beside it: pip install 'onnxpipe-runtime[text]' and run triton-repo again"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

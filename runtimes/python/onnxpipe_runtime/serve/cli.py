@@ -110,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         scheme = "TLS" if options.tls_cert else "plaintext"
         print(f"{PROG}: listening on {options.host}:{server.port} ({scheme}); models: {', '.join(server.models)}",
               flush=True)
-        while not stop.wait(0.5):
+        while not stop.wait(0.1):
             pass
         log.info("stopping: finishing in-flight requests (up to %g s)", options.grace_s)
         server.stop()

@@ -331,6 +331,14 @@ class Server:
         return f"{self.options.host}:{self.port}"
 
     def start(self) -> Server:
+        """Bind and serve; on failure (ConfigError) the models are released and the object is spent."""
+        try:
+            return self._start()
+        except BaseException:
+            self._close_models(0.0)
+            raise
+
+    def _start(self) -> Server:
         opts = self.options
         limit = opts.max_message_mb * _MB
         interceptors = [TokenInterceptor(opts.token)] if opts.token else []
@@ -388,13 +396,7 @@ class Server:
         return self._stopped.wait(timeout)
 
     def __enter__(self) -> Server:
-        if self._server is None:
-            try:
-                self.start()
-            except BaseException:
-                self._close_models(0.0)
-                raise
-        return self
+        return self if self._server is not None else self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()

@@ -1,0 +1,141 @@
+"""The server as a process: `python -m onnxpipe_runtime.serve`, SIGTERM drains in-flight requests, exit 0."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+from conftest import BASIC, ROOT, TIMEOUT, basic_inputs, infer, tc
+from tritonclient.utils import InferenceServerException
+
+from onnxpipe_runtime.serve import main
+
+WIDTH = 512
+
+
+def slow_model(path: Path, depth: int = 60) -> Path:
+    """x float32 [batch, 512] -> 60 x (MatMul, Tanh) -> y: about 1.5 ms per row here, so runs take a while."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array((rng.normal(size=(WIDTH, WIDTH)) / np.sqrt(WIDTH)).astype(np.float32), "w")
+    nodes, prev = [], "x"
+    for i in range(depth):
+        nodes += [helper.make_node("MatMul", [prev, "w"], [f"m{i}"]), helper.make_node("Tanh", [f"m{i}"], [f"t{i}"])]
+        prev = f"t{i}"
+    nodes.append(helper.make_node("Identity", [prev], ["y"]))
+    graph = helper.make_graph(
+        nodes, "slow", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", WIDTH])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", WIDTH])], initializer=[w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path
+
+
+class ServerProcess:
+    """`python -m onnxpipe_runtime.serve ...` on an ephemeral port; the port is read from its first line."""
+
+    def __init__(self, *args: str):
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "onnxpipe_runtime.serve", *args, "--port", "0"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+        self.lines: list[str] = []
+        ready = threading.Event()
+
+        def read() -> None:
+            assert self.proc.stdout is not None
+            for line in self.proc.stdout:
+                self.lines.append(line)
+                ready.set()
+            ready.set()
+
+        threading.Thread(target=read, daemon=True).start()
+        if not ready.wait(TIMEOUT) or not self.lines:
+            self.kill()
+            raise AssertionError(f"server did not start: {self.proc.stderr.read() if self.proc.stderr else ''}")
+        m = re.search(r"listening on ([\d.]+):(\d+)", self.lines[0])
+        assert m, self.lines
+        self.address = f"{m.group(1)}:{m.group(2)}"
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+    def terminate_and_wait(self) -> tuple[int, str]:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = self.proc.wait(TIMEOUT)
+        finally:
+            self.kill()
+        return rc, self.proc.stderr.read() if self.proc.stderr else ""
+
+
+def test_sigterm_finishes_in_flight_requests_then_exits_0(tmp_path):
+    model = slow_model(tmp_path / "slow.onnx")
+    server = ServerProcess(str(model), "--threads", "2", "--grace-s", "20")
+    client = tc.InferenceServerClient(server.address)
+    try:
+        assert client.is_model_ready("slow", client_timeout=TIMEOUT)
+        x = np.ones((512, WIDTH), np.float32)
+        t = tc.InferInput("x", list(x.shape), "FP32")
+        t.set_data_from_numpy(x)
+        with ThreadPoolExecutor(2) as ex:
+            calls = [ex.submit(client.infer, "slow", [t], client_timeout=TIMEOUT) for _ in range(2)]
+            time.sleep(0.4)  # both requests are in: one running, one queued behind it
+            assert not any(c.done() for c in calls), "the model ran too fast for this test to mean anything"
+            server.proc.send_signal(signal.SIGTERM)
+            time.sleep(0.3)
+            with pytest.raises(InferenceServerException):  # stopped accepting
+                client.infer("slow", [t], client_timeout=5.0)
+            for c in calls:
+                y = c.result(TIMEOUT).as_numpy("y")
+                assert y.shape == (512, WIDTH) and np.isfinite(y).all()
+        rc = server.proc.wait(TIMEOUT)
+        assert rc == 0, server.proc.stderr.read() if server.proc.stderr else ""
+    finally:
+        client.close()
+        server.kill()
+
+
+def test_sigterm_when_idle_and_module_entry_point():
+    server = ServerProcess(str(BASIC), "--name", "renamed")
+    try:
+        client = tc.InferenceServerClient(server.address)
+        assert client.is_model_ready("renamed", client_timeout=TIMEOUT)
+        assert infer(client, "renamed", basic_inputs(1)).as_numpy("label").shape == (1,)
+        client.close()
+    finally:
+        rc, err = server.terminate_and_wait()
+    assert rc == 0 and "stopped" in err
+
+
+@pytest.mark.parametrize("argv,code,needle", [
+    ([str(ROOT / "tests" / "fixtures" / "corrupt.onnx")], 2, "[MODEL_LOAD]"),
+    ([str(ROOT / "tests" / "fixtures" / "missing.onnx")], 2, "cannot read it"),
+    ([str(BASIC), str(BASIC)], 2, "model name 'basic' is used twice"),
+    ([str(BASIC), "--name", "a", "--name", "b"], 2, "--name given 2 time(s) for 1 model(s)"),
+    ([str(BASIC), "--tls-cert", "x.pem"], 2, "--tls-cert and --tls-key go together"),
+    (["--port", "1"], 2, "usage"),
+])
+def test_main_refuses_to_start(capsys, argv, code, needle):
+    assert main(argv) == code
+    captured = capsys.readouterr()
+    assert needle in captured.err
+
+
+def test_main_help_returns_0(capsys):
+    assert main(["--help"]) == 0
+    assert "--max-delay-ms" in capsys.readouterr().out

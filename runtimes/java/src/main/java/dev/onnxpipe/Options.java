@@ -70,8 +70,7 @@ public final class Options {
         n = 0;
       }
       if (n < 1) {
-        throw new PipelineException(PipelineException.Code.MODEL_LOAD,
-            THREADS_ENV + " is '" + env + "'; expected a whole number of threads >= 1");
+        throw PipelineException.invalidInput(THREADS_ENV + " is '" + env + "'; expected a whole number of threads >= 1");
       }
       return n;
     }

@@ -304,7 +304,7 @@ public final class Pipeline implements AutoCloseable {
         }
       } catch (OrtException e) {
         throw new PipelineException(PipelineException.Code.RUNTIME,
-            "ONNX Runtime failed on " + path.getFileName() + ": " + e.getMessage(), e);
+            "ONNX Runtime failed" + failedNode(e.getMessage()) + " on " + path.getFileName() + ": " + e.getMessage(), e);
       } finally {
         for (OnnxTensor t : created) {
           t.close();
@@ -346,6 +346,21 @@ public final class Pipeline implements AutoCloseable {
       }
     }
     so.close();
+  }
+
+  private static final java.util.regex.Pattern NODE =
+      java.util.regex.Pattern.compile("running (\\S+) node\\. Name:'([^']*)'");
+
+  /** " in stage 'pre' (node 'pre/tokenizer', BertTokenizer)" from ONNX Runtime's message, if it names a node. */
+  static String failedNode(String message) {
+    java.util.regex.Matcher m = NODE.matcher(message == null ? "" : message);
+    if (!m.find()) {
+      return "";
+    }
+    String node = m.group(2);
+    int slash = node.indexOf('/');
+    String stage = slash > 0 ? " in stage '" + node.substring(0, slash) + "'" : "";
+    return stage + " (node '" + node + "', " + m.group(1) + ")";
   }
 
   static String describe(Throwable e) {

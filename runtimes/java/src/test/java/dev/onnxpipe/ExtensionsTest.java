@@ -28,6 +28,18 @@ class ExtensionsTest {
   }
 
   @Test
+  void failureInsideTheGraphIsRuntimeNamingTheStage() {
+    try (Pipeline p = Pipeline.load(Fixtures.resource("tokenizer.onnx"))) {
+      // this BertTokenizer takes one text or a pair; three is an error raised inside ONNX Runtime
+      PipelineException e = assertThrows(PipelineException.class,
+          () -> p.run(Map.of("text", new String[] {"a", "b", "c"})));
+      assertEquals(PipelineException.Code.RUNTIME, e.code());
+      assertTrue(e.getMessage().contains("in stage 'pre' (node 'pre/tokenizer', BertTokenizer)"), e.getMessage());
+      assertEquals(1, p.run(Map.of("text", new String[] {"cat"})).longs("attention_mask")[1], "still usable");
+    }
+  }
+
+  @Test
   void opsetImportAloneLoadsTheExtensions() {
     try (Pipeline p = Pipeline.load(Fixtures.resource("tokenizer_plain.onnx"))) {
       assertEquals("onnxruntime", p.signature().source());

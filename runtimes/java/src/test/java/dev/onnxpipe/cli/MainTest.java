@@ -92,17 +92,34 @@ class MainTest {
     }
   }
 
-  /** The real process: exit status and stderr as a shell sees them. */
-  @Test
-  void processExitsNonZeroWithoutAStackTrace() throws Exception {
+  /** Runs the CLI in a real JVM: exit status and stderr as a shell sees them. */
+  private static Result process(String classpath, String... args) throws Exception {
     String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
-    Process p = new ProcessBuilder(java, "-cp", System.getProperty("java.class.path"), Main.class.getName(),
-        "run", ROOT.resolve("tests/fixtures/corrupt.onnx").toString(), "--inputs", "x.json")
-        .redirectOutput(ProcessBuilder.Redirect.DISCARD)
-        .start();
+    List<String> cmd = new ArrayList<>(List.of(java, "-cp", classpath, Main.class.getName()));
+    cmd.addAll(List.of(args));
+    Process p = new ProcessBuilder(cmd).redirectOutput(ProcessBuilder.Redirect.DISCARD).start();
     String err = new String(p.getErrorStream().readAllBytes(), StandardCharsets.UTF_8);
     assertTrue(p.waitFor(60, TimeUnit.SECONDS));
-    assertEquals(1, p.exitValue(), err);
-    assertOneLine(err, "onnxpipe-java: MODEL_LOAD");
+    return new Result(p.exitValue(), "", err);
+  }
+
+  @Test
+  void processExitsNonZeroWithoutAStackTrace() throws Exception {
+    Result r = process(System.getProperty("java.class.path"),
+        "run", ROOT.resolve("tests/fixtures/corrupt.onnx").toString(), "--inputs", "x.json");
+    assertEquals(1, r.code(), r.err());
+    assertOneLine(r.err(), "onnxpipe-java: MODEL_LOAD");
+  }
+
+  @Test
+  void withoutTheExtensionsJarATokenizerIsMissingExtension() throws Exception {
+    String sep = System.getProperty("path.separator");
+    String cp = String.join(sep, java.util.Arrays.stream(System.getProperty("java.class.path").split(sep))
+        .filter(e -> !e.contains("onnxruntime-extensions")).toList());
+    Path model = Path.of(MainTest.class.getResource("/models/tokenizer.onnx").toURI());
+    Result r = process(cp, "inspect", model.toString());
+    assertEquals(1, r.code(), r.err());
+    assertOneLine(r.err(), "onnxpipe-java: MISSING_EXTENSION", "ai.onnx.contrib",
+        "com.microsoft.onnxruntime:onnxruntime-extensions");
   }
 }

@@ -1,10 +1,14 @@
-# onnxpipe: `make demo` runs the main job, `make test` runs every test. Both set up what they need.
+# onnxpipe. The two front-door commands:
+#   make demo   export the example pipelines and run them with the torch-free runtime
+#   make test   every test: Python (SDK, ops, runtime, sidecar), Java and Go runtimes on the shared vectors
+# Both run `make setup` first (idempotent: .venv/ at the repository root).
 SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
 PY := .venv/bin/python
 STAMP := .venv/.onnxpipe-setup
 SETUP_DEPS := pyproject.toml runtimes/python/pyproject.toml requirements/constraints.txt requirements/dev.txt
 
-.PHONY: setup demo test test-python test-java test-go vectors bench build clean
+.PHONY: setup demo test test-python test-java test-go vectors generated-models build build-java build-go bench clean
 
 setup: $(STAMP)
 
@@ -19,16 +23,36 @@ $(STAMP): $(SETUP_DEPS)
 demo: setup
 	$(PY) -m examples.demo
 
+# Rewrite every golden vector set (deterministic: git status stays clean when nothing changed).
 vectors: setup
-	$(PY) tests/vectors/generate.py --check-or-write
+	$(PY) tests/vectors/generate.py
 
-test: setup test-python
+# Build only the large models that are not committed (*.generated.onnx), when absent.
+generated-models: setup
+	$(PY) tests/vectors/generate.py --generated-models
+
+test: setup generated-models test-python test-java test-go
 
 test-python: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -p no:cacheprovider
 
-bench: setup
+test-java: setup
+	$(MAKE) -C runtimes/java test
+
+test-go: setup
+	$(MAKE) -C runtimes/go test
+
+build: build-java build-go
+
+build-java: setup
+	$(MAKE) -C runtimes/java build
+
+build-go: setup
+	$(MAKE) -C runtimes/go build
+
+bench: setup generated-models
 	$(PY) -m examples.bench
+	@if [ -f examples/bench_serve.py ]; then $(PY) -m examples.bench_serve; fi
 
 clean:
 	rm -rf build .pytest_cache

@@ -1,8 +1,16 @@
-"""onnxpipe: export pre-processing + a PyTorch model + post-processing as one verified ONNX graph."""
+"""onnxpipe: export pre-processing + a PyTorch model + post-processing as one verified ONNX graph.
+
+    from onnxpipe import export_pipeline
+    exported = export_pipeline(pre, model, post, example_inputs={"image": pixels},
+                               dynamic_axes={"image": {0: "batch", 1: "height", 2: "width"}}, path="p.onnx")
+
+torch is imported on first use of an exporting name, so ``onnxpipe run`` / ``inspect`` start fast.
+"""
+
+from typing import TYPE_CHECKING, Any
 
 from onnxpipe._version import __version__
 from onnxpipe.errors import ExportError, ExportVerificationError, OnnxpipeError
-from onnxpipe.stages import Chain, OnnxStage, RuntimeInput
 
 __all__ = [
     "Chain",
@@ -17,10 +25,24 @@ __all__ = [
     "export_pipeline",
 ]
 
+_LAZY = {
+    "Chain": "onnxpipe.stages",
+    "OnnxStage": "onnxpipe.stages",
+    "RuntimeInput": "onnxpipe.stages",
+    "export_pipeline": "onnxpipe.export",
+    "ExportedPipeline": "onnxpipe.export",
+    "Tolerance": "onnxpipe.verify",
+}
 
-def __getattr__(name: str):  # lazy: `import onnxpipe.stages` (used by ops) stays light
-    if name in ("export_pipeline", "ExportedPipeline", "Tolerance"):
-        from onnxpipe import export
+if TYPE_CHECKING:
+    from onnxpipe.export import ExportedPipeline, export_pipeline
+    from onnxpipe.stages import Chain, OnnxStage, RuntimeInput
+    from onnxpipe.verify import Tolerance
 
-        return getattr(export, name)
-    raise AttributeError(name)
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'onnxpipe' has no attribute {name!r}")

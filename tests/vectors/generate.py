@@ -1,7 +1,11 @@
 """Write the golden vectors in tests/vectors/ (layout: docs/vectors.md).
 
-    python tests/vectors/generate.py            # (re)write every vector set
+    python tests/vectors/generate.py                      # (re)write every vector set
     python tests/vectors/generate.py --only basic digits
+    python tests/vectors/generate.py --generated-models   # only build absent *.generated.onnx models
+
+Example sets come from examples/<name>.py (factory() and vector_cases()); large models are not committed
+(their file names end in .generated.onnx) and are rebuilt by `make generated-models` before the runtimes' tests.
 
 Each set exports (or copies) its model, runs the cases with the Python runtime and writes
 inputs_<k>.json / expected_<k>.json / vector.json. Deterministic: a second run leaves git status clean.
@@ -78,13 +82,58 @@ def basic() -> None:
     write_set("basic", model, cases)
 
 
-SETS: dict[str, Callable[[], None]] = {"basic": basic}
+#: example module -> committed model (small) or generated at test time (large)
+EXAMPLES: dict[str, bool] = {"digits": True, "detector": True, "tagger": True, "minilm": False}
+
+
+def export_example(name: str, path: Path) -> None:
+    import importlib
+
+    from onnxpipe import export_pipeline
+
+    module = importlib.import_module(f"examples.{name}")
+    kwargs = dict(module.factory())
+    pre, model, post = kwargs.pop("pre", None), kwargs.pop("model", None), kwargs.pop("post", None)
+    print(f"vectors: exporting examples.{name} -> {path.relative_to(ROOT)}", flush=True)
+    export_pipeline(pre, model, post, path=path, **kwargs)
+
+
+def example_set(name: str) -> None:
+    import importlib
+
+    committed = EXAMPLES[name]
+    out = VECTORS / name
+    out.mkdir(parents=True, exist_ok=True)
+    model = out / ("model.onnx" if committed else "model.generated.onnx")
+    export_example(name, model)
+    cases = importlib.import_module(f"examples.{name}").vector_cases()
+    write_set(name, model, cases, committed=committed)
+
+
+def generated_models() -> None:
+    """Build each absent *.generated.onnx named by a committed vector.json."""
+    for spec_path in sorted(VECTORS.glob("*/vector.json")):
+        spec = json.loads(spec_path.read_text(encoding="utf-8"))
+        model = spec_path.parent / spec["model"]
+        if model.name.endswith(".generated.onnx") and not model.exists():
+            export_example(spec["name"], model)
+        elif model.name.endswith(".generated.onnx"):
+            print(f"vectors: {model.relative_to(ROOT)} is present")
+
+
+SETS: dict[str, Callable[[], None]] = {"basic": basic} | {
+    n: (lambda n=n: example_set(n)) for n in EXAMPLES  # type: ignore[misc]
+}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", nargs="*", choices=sorted(SETS), help="sets to write (default: all)")
+    parser.add_argument("--generated-models", action="store_true", help="only build absent *.generated.onnx")
     args = parser.parse_args(argv)
+    if args.generated_models:
+        generated_models()
+        return 0
     for name in args.only or SETS:
         SETS[name]()
     return 0

@@ -61,13 +61,38 @@ def _as_batch(x: torch.Tensor) -> tuple[torch.Tensor, bool]:
     return (x.unsqueeze(0), True) if x.dim() == 3 else (x, False)
 
 
+def _exporting() -> bool:
+    return bool(torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting())
+
+
+def _nearest_indices(in_size, out_size) -> torch.Tensor:
+    """torch's legacy nearest source index, ``min(floor(dst * float32(in / out)), in - 1)``, in float32 math.
+
+    Written out (not ONNX Resize nearest) because Resize computes ``dst / float32(out / in)``, which floors to
+    the pixel before torch's whenever ``in / out`` is an integer (e.g. 21 -> 3: 7 * dst vs dst / 0.142857).
+    """
+    scale = torch.full((), in_size, dtype=torch.float32) / torch.full((), out_size, dtype=torch.float32)
+    src = torch.floor(torch.arange(out_size, dtype=torch.float32) * scale).to(torch.int64)
+    return torch.clamp(src, max=in_size - 1)
+
+
 def _interpolate(x: torch.Tensor, size: tuple, mode: str, antialias: bool) -> torch.Tensor:
+    """Resize [N, C, H, W] to ``size`` = (out_h, out_w) (ints, or SymInts while exporting)."""
+    out_h, out_w = size
     if mode == "nearest":
-        # torch "nearest" = floor(dst * in / out): ONNX Resize nearest, asymmetric, floor (exact)
-        return F.interpolate(x, size=size, mode="nearest")
-    # align_corners=False = ONNX coordinate_transformation_mode "half_pixel" (also for an output of 1,
-    # where "pytorch_half_pixel" would differ); antialias=True = Resize(antialias=1), opset >= 18
-    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=antialias)
+        x = x.index_select(-2, _nearest_indices(x.shape[-2], out_h))
+        return x.index_select(-1, _nearest_indices(x.shape[-1], out_w))
+    # align_corners=False = ONNX Resize coordinate_transformation_mode "half_pixel" (also for an output of 1,
+    # where "pytorch_half_pixel" would differ); antialias lowers to Resize(antialias=1, exclude_outside=1)
+    if antialias and not _exporting():
+        # torch's CPU antialias kernel (2.x) returns wrong values when out_w == 1 and the height changes
+        # (the vertical pass on a width-1 tensor). Run the same two separable passes as two horizontal
+        # passes: bitwise equal to torch wherever torch is right, and equal to ONNX Resize everywhere.
+        y = F.interpolate(x, size=(x.shape[-2], out_w), mode="bilinear", align_corners=False, antialias=True)
+        y = F.interpolate(y.transpose(-1, -2), size=(out_w, out_h), mode="bilinear", align_corners=False,
+                          antialias=True)
+        return y.transpose(-1, -2)
+    return F.interpolate(x, size=(out_h, out_w), mode="bilinear", align_corners=False, antialias=antialias)
 
 
 class ToFloat(torch.nn.Module):
@@ -101,7 +126,8 @@ class ToFloat(torch.nn.Module):
             x = x.permute(0, 3, 1, 2)
         elif self.layout == "HWC":
             x = x.permute(2, 0, 1)
-        return x / 255.0 if self.scale else x
+        # multiply by the reciprocal, as torchvision does (x / 255 differs in the last bit for some values)
+        return x * (1.0 / 255.0) if self.scale else x
 
     def describe(self) -> str:
         return f"ToFloat({self.layout})"

@@ -315,3 +315,26 @@ def test_golden_vectors(folder):
         for case in vs.cases:
             problems = mismatches(pipe.run(case.inputs), case.expected, vs.tolerance)
             assert not problems, f"{vs.name}/{case.name}: {problems}"
+
+
+# --- custom-op domains: onnxruntime-extensions is loaded when the model imports ai.onnx.contrib ----------------
+
+def test_extensions_are_loaded_for_contrib_models():
+    with Pipeline.load(FIXTURES / "contrib.onnx") as pipe:
+        assert pipe.signature.domains == ("ai.onnx.contrib",)
+        assert pipe.run(text=["HeLLo", "ÉCOLE"])["lower"].tolist() == ["hello", "école"]
+
+
+def test_missing_extensions_package_is_named(tmp_path):
+    code = f"""
+import sys
+sys.modules["onnxruntime_extensions"] = None  # as if the package were not installed
+from onnxpipe_runtime import MissingExtensionError, Pipeline
+try:
+    Pipeline.load({str(FIXTURES / 'contrib.onnx')!r})
+except MissingExtensionError as e:
+    print(e.code, e)
+"""
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.stdout.startswith("MISSING_EXTENSION"), res.stdout + res.stderr
+    assert "'onnxruntime-extensions'" in res.stdout and "ai.onnx.contrib" in res.stdout

@@ -22,6 +22,7 @@ BASIC = ROOT / "tests" / "fixtures" / "basic.onnx"
 VECTORS = ROOT / "tests" / "vectors"
 MINILM = VECTORS / "minilm" / "model.generated.onnx"
 TIMEOUT = 20.0  # seconds, on every RPC: nothing in these tests may hang
+WIDTH = 512  # slow_model's row width
 
 
 def basic_inputs(rows: int = 2, seed: int = 0, h: int = 2, w: int = 3) -> dict[str, np.ndarray]:
@@ -86,3 +87,24 @@ def typed_request(model: str, arrays: dict[str, np.ndarray], **kw) -> pb.ModelIn
         values = [v.encode() for v in flat] if a.dtype == object else flat.tolist()
         getattr(t.contents, field).extend(values)
     return req
+
+
+def slow_model(path: Path, depth: int = 60) -> Path:
+    """x float32 [batch, 512] -> 60 x (MatMul, Tanh) -> y: about 1.5 ms per row here, so runs take a while."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array((rng.normal(size=(WIDTH, WIDTH)) / np.sqrt(WIDTH)).astype(np.float32), "w")
+    nodes, prev = [], "x"
+    for i in range(depth):
+        nodes += [helper.make_node("MatMul", [prev, "w"], [f"m{i}"]), helper.make_node("Tanh", [f"m{i}"], [f"t{i}"])]
+        prev = f"t{i}"
+    nodes.append(helper.make_node("Identity", [prev], ["y"]))
+    graph = helper.make_graph(
+        nodes, "slow", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", WIDTH])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", WIDTH])], initializer=[w])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    onnx.save(model, path)
+    return path

@@ -93,19 +93,33 @@ def test_max_batch_caps_rows():
 
 
 def test_delay_is_an_upper_bound():
-    """A lone request is not held longer than max_delay waiting for company."""
+    """While another request is on its way in, a batch waits for it, but never longer than max_delay."""
     pipe = FakePipe()
     b = _batcher(pipe, max_batch=64, max_delay=0.05)
     try:
-        t0 = time.monotonic()
-        b.submit({"x": np.ones((1, 2), np.float32)}).result(10)
-        waited = time.monotonic() - t0
+        with b.arriving():  # a request being decoded that never completes: the batch must not wait for ever
+            t0 = time.monotonic()
+            b.submit({"x": np.ones((1, 2), np.float32)}).result(10)
+            waited = time.monotonic() - t0
         assert 0.04 <= waited < 0.5, waited
-        b2 = _batcher(FakePipe(), max_batch=64, max_delay=0.0)
-        t0 = time.monotonic()
-        b2.submit({"x": np.ones((1, 2), np.float32)}).result(10)
+        t0 = time.monotonic()  # nothing on its way: no waiting at all
+        b.submit({"x": np.ones((1, 2), np.float32)}).result(10)
         assert time.monotonic() - t0 < 0.04
-        b2.close(5)
+    finally:
+        b.close(5)
+
+
+def test_batch_waits_for_an_arriving_request():
+    pipe = FakePipe()
+    b = _batcher(pipe, max_batch=64, max_delay=5.0)
+    try:
+        with b.arriving():
+            first = b.submit({"x": np.ones((1, 2), np.float32)})
+            time.sleep(0.05)
+            assert not first.done()
+            second = b.submit({"x": np.ones((2, 2), np.float32)})
+        first.result(10), second.result(10)
+        assert pipe.calls == [3]
     finally:
         b.close(5)
 

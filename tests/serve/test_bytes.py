@@ -89,16 +89,13 @@ def test_numbers_for_a_bytes_input_are_refused(strings_client):
     assert "input 'text': datatype FP32 given, expected BYTES [-1]" in e.value.message()
 
 
-def test_concurrent_strings_merge_and_split(strings_server, strings_client):
-    batcher = strings_server.models["strings"].batcher
-    before = batcher.runs
+def test_concurrent_strings_split_back_right(strings_server, strings_client):
     cases = [np.array([f"{i}-{'x' * i}"] * (1 + i % 3), dtype=object) for i in range(16)]
     with ThreadPoolExecutor(16) as ex:
         results = list(ex.map(lambda t: infer(strings_client, "strings", {"text": t}).as_numpy("shout"), cases,
                               timeout=TIMEOUT * 2))
     for t, got in zip(cases, results):
         assert [g.decode() for g in got] == [s + "!" for s in t]
-    assert batcher.runs - before < len(cases)
 
 
 # -- the MiniLM tokenizer pipeline (built by `make vectors`) ---------------------------------------------------

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import grpc
@@ -139,27 +139,50 @@ def test_triton_stub_talks_to_us(server, local):
     assert list(resp.outputs[1].contents.int64_contents) == local.run(x)["label_id"].tolist()
 
 
-def test_concurrent_requests_merge_and_split(server, client, local):
-    """16 clients at once: answers equal the in-process runtime's, and fewer runs than requests happened."""
-    batcher = server.models["basic"].batcher
+def test_concurrent_requests_answer_right(client, local):
+    """16 clients at once, 1 to 3 rows each: every answer equals the in-process runtime's."""
     cases = [basic_inputs(1 + i % 3, seed=100 + i) for i in range(32)]
-    start = threading.Barrier(16, timeout=TIMEOUT)
 
     def call(x):
-        if len(calls) < 16:
-            calls.append(1)
-            start.wait()
         r = infer(client, "basic", x)
         return {n: r.as_numpy(n) for n in OUTPUTS}
 
-    calls: list[int] = []
-    runs_before = batcher.runs
     with ThreadPoolExecutor(16) as ex:
         results = list(ex.map(call, cases, timeout=TIMEOUT * 2))
     for x, got in zip(cases, results):
         _assert_same(got, local.run(x))
-    runs = batcher.runs - runs_before
-    assert runs < len(cases), f"{runs} runs for {len(cases)} requests: nothing was batched"
+
+
+@pytest.mark.parametrize("batching", [True, False])
+def test_requests_queued_behind_a_run_are_merged(tmp_path, batching):
+    """A slow model: while one request runs, the next ones queue and then run as one batch (or one by one
+    with --no-batching); each client gets exactly its own rows back."""
+    from conftest import WIDTH, slow_model
+
+    model = slow_model(tmp_path / "slow.onnx")
+    with Server({"slow": model}, ServeOptions(port=0, batching=batching, threads=2, grace_s=5.0)) as s:
+        batcher = s.models["slow"].batcher
+        clients = [tc.InferenceServerClient(s.address) for _ in range(7)]
+        try:
+            big = np.full((128, WIDTH), 0.01, np.float32)
+            rows = [np.full((1 + i % 2, WIDTH), 0.1 * (i + 1), np.float32) for i in range(6)]
+            with ThreadPoolExecutor(7) as ex:
+                first = ex.submit(lambda: infer(clients[6], "slow", {"x": big}).as_numpy("y"))
+                time.sleep(0.1)  # the big request is running now
+                small = [ex.submit(lambda k=k, x=x: infer(clients[k], "slow", {"x": x}).as_numpy("y"))
+                         for k, x in enumerate(rows)]
+                results = [f.result(TIMEOUT) for f in small]
+                assert first.result(TIMEOUT).shape == big.shape
+        finally:
+            for c in clients:
+                c.close()
+        with Pipeline.load(model, threads=1) as pipe:
+            for x, got in zip(rows, results):
+                np.testing.assert_allclose(got, pipe.run(x=x)["y"], rtol=1e-4, atol=1e-5)
+        if batching:
+            assert batcher.runs <= 3, batcher.runs  # the big one, then the six small ones (in one or two runs)
+        else:
+            assert batcher.runs == 7
 
 
 def test_different_image_sizes_do_not_merge_but_all_answer(client, local):

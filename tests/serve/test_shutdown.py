@@ -14,33 +14,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import BASIC, ROOT, TIMEOUT, basic_inputs, infer, tc
+from conftest import BASIC, ROOT, TIMEOUT, WIDTH, basic_inputs, infer, slow_model, tc
 from tritonclient.utils import InferenceServerException
 
 from onnxpipe_runtime.serve import main
 
-WIDTH = 512
-
-
-def slow_model(path: Path, depth: int = 60) -> Path:
-    """x float32 [batch, 512] -> 60 x (MatMul, Tanh) -> y: about 1.5 ms per row here, so runs take a while."""
-    onnx = pytest.importorskip("onnx")
-    from onnx import TensorProto, helper, numpy_helper
-
-    rng = np.random.default_rng(0)
-    w = numpy_helper.from_array((rng.normal(size=(WIDTH, WIDTH)) / np.sqrt(WIDTH)).astype(np.float32), "w")
-    nodes, prev = [], "x"
-    for i in range(depth):
-        nodes += [helper.make_node("MatMul", [prev, "w"], [f"m{i}"]), helper.make_node("Tanh", [f"m{i}"], [f"t{i}"])]
-        prev = f"t{i}"
-    nodes.append(helper.make_node("Identity", [prev], ["y"]))
-    graph = helper.make_graph(
-        nodes, "slow", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", WIDTH])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", WIDTH])], initializer=[w])
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
-    model.ir_version = 8
-    onnx.save(model, path)
-    return path
 
 
 class ServerProcess:

@@ -6,18 +6,21 @@ named by an input (so it cannot depend on which rows share a run). Requests merg
 same inputs with the same dtypes and non-batch dimensions, and equal values for inputs without the batch
 axis (a per-request threshold). Rows are assumed independent, as they are in an inference pipeline.
 
-A batch is cut when it holds ``max_batch`` rows or when its oldest request has waited ``max_delay``;
-requests that queue while the model is busy join the next batch without waiting at all. If a merged run
-fails, each of its requests is run alone, so a failing request fails alone.
+A batch is cut when it holds ``max_batch`` rows, when its oldest request has waited ``max_delay``, or as
+soon as no other request for the model is on its way in (being received and decoded, see ``arriving``):
+a lone request never waits for company that is not coming, and requests that queue while the model is
+busy join the next batch without waiting at all. If a merged run fails, each of its requests is run
+alone, so a failing request fails alone.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import threading
 import time
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 
@@ -106,6 +109,7 @@ class Batcher:
         self._queue: collections.deque[_Job] = collections.deque()
         self._cond = threading.Condition()
         self._closed = False
+        self._arriving = 0
         batched = {s.name for s in pipe.signature.inputs if axis is not None and s.shape[:1] == (axis,)}
         self._batched_inputs = frozenset(batched)
         self.runs = 0  # number of model runs, for tests and logs
@@ -120,6 +124,18 @@ class Batcher:
         return self.axis is not None and self.policy.max_batch > 1
 
     # -- submitting ----------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def arriving(self) -> Iterator[None]:
+        """Hold while a request is being received and decoded (then ``submit`` it): batches wait for it."""
+        with self._cond:
+            self._arriving += 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._arriving -= 1
+                self._cond.notify_all()
+
     def submit(self, feeds: Mapping[str, np.ndarray]) -> Future:
         """Queue validated inputs; the future resolves to the outputs or a RequestError."""
         job = self._job(dict(feeds))
@@ -189,7 +205,7 @@ class Batcher:
                     chosen.append(job)
                     rows += job.rows
             now = time.monotonic()
-            if rows >= self.policy.max_batch or now >= deadline or self._closed:
+            if rows >= self.policy.max_batch or now >= deadline or self._closed or not self._arriving:
                 for job in chosen:
                     self._queue.remove(job)
                 return chosen

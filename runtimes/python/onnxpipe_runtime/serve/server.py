@@ -150,15 +150,17 @@ class _Servicer(pb_grpc.GRPCInferenceServiceServicer):
     @_rpc
     def ModelInfer(self, request: Any, context: grpc.ServicerContext) -> Any:
         model = self._model(request.model_name, request.model_version)
-        raw_in = len(request.raw_input_contents) > 0
-        arrays = self._inputs(model, request, raw_in)
-        wanted = self._requested_outputs(model, request)
-        raw_out = self._raw_outputs(request, raw_in)
-        try:
-            feeds = model.pipe.validate(arrays)
-        except InputError as e:
-            raise from_pipeline_error(e) from e
-        outputs = self._wait(model, model.batcher.submit(feeds), context)
+        with model.batcher.arriving():  # a batch being formed waits for this request
+            raw_in = len(request.raw_input_contents) > 0
+            arrays = self._inputs(model, request, raw_in)
+            wanted = self._requested_outputs(model, request)
+            raw_out = self._raw_outputs(request, raw_in)
+            try:
+                feeds = model.pipe.validate(arrays)
+            except InputError as e:
+                raise from_pipeline_error(e) from e
+            future = model.batcher.submit(feeds)
+        outputs = self._wait(model, future, context)
         response = pb.ModelInferResponse(model_name=model.name, model_version=MODEL_VERSION, id=request.id)
         for name in wanted:
             data = codec.encode_output(name, np.asarray(outputs[name]), response.outputs.add(), raw_out)

@@ -1,0 +1,236 @@
+"""`make bench` (serving part): the gRPC sidecar on the MiniLM pipeline, measured with tritonclient.
+
+    python -m examples.bench_serve                          # tests/vectors/minilm/model.generated.onnx
+    python -m examples.bench_serve --model tests/fixtures/basic.onnx --seconds 2 --no-write
+
+Requests/s and p50/p99 latency with 1 and 16 concurrent clients, dynamic batching off and on, and the
+per-request cost of the gRPC hop against calling the Python runtime in-process. Each request is one
+sentence (an embedding API call). The servers run as separate processes (`python -m onnxpipe_runtime.serve`)
+so clients and server do not share a GIL. The table goes into docs/benchmarks.md between
+``<!-- serve:begin -->`` and ``<!-- serve:end -->``. Bounded: about 1.5 minutes with the defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+MINILM = ROOT / "tests" / "vectors" / "minilm" / "model.generated.onnx"
+DOC = ROOT / "docs" / "benchmarks.md"
+BEGIN, END = "<!-- serve:begin -->", "<!-- serve:end -->"
+SENTENCES = [
+    "A man is eating food.",
+    "The new movie is awesome, and the soundtrack is even better than the trailer promised.",
+    "Where is the nearest train station?",
+    "Sidecars keep the model next to the application that needs it.",
+]
+START_TIMEOUT = 90.0
+
+
+def _inputs(model: Path) -> Callable[[int], dict[str, np.ndarray]]:
+    """A request maker for the model's signature: one sentence, or one row of random data."""
+    from onnxpipe_runtime import Pipeline
+
+    with Pipeline.load(model, threads=1) as pipe:
+        specs = pipe.signature.required_inputs
+    rng = np.random.default_rng(0)
+
+    def make(i: int) -> dict[str, np.ndarray]:
+        out = {}
+        for s in specs:
+            shape = [1 if not isinstance(d, int) else d for d in s.shape]
+            if s.dtype == "string":
+                out[s.name] = np.array([SENTENCES[i % len(SENTENCES)]] * int(np.prod(shape)), dtype=object).reshape(shape)
+            elif s.dtype == "uint8":
+                out[s.name] = rng.integers(0, 256, size=shape, dtype=np.uint8)
+            else:
+                out[s.name] = rng.normal(size=shape).astype(s.dtype)
+        return out
+
+    return make
+
+
+class ServerProcess:
+    def __init__(self, model: Path, name: str, *flags: str):
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "onnxpipe_runtime.serve", str(model), "--name", name, "--port", "0",
+             "--log-level", "WARNING", *flags],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+        self.address: str | None = None
+        self._ready = threading.Event()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            m = re.search(r"listening on ([\d.]+):(\d+)", line)
+            if m:
+                self.address = f"{m.group(1)}:{m.group(2)}"
+                self._ready.set()
+        self._ready.set()
+
+    def wait_ready(self) -> str:
+        if not self._ready.wait(START_TIMEOUT) or self.address is None:
+            self.stop()
+            err = self.proc.stderr.read() if self.proc.stderr else ""
+            raise SystemExit(f"bench_serve: the server did not start: {err[-2000:]}")
+        return self.address
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+def _measure(call: Callable[[int, int], None], clients: int, seconds: float) -> tuple[float, list[float]]:
+    """Run ``call(client, i)`` from ``clients`` threads for ``seconds``; (requests/s, latencies in s)."""
+    lat: list[list[float]] = [[] for _ in range(clients)]
+    errors: list[BaseException] = []
+    start = threading.Barrier(clients + 1, timeout=30)
+    stop_at = [0.0]
+
+    def worker(k: int) -> None:
+        start.wait()
+        i = 0
+        try:
+            while time.perf_counter() < stop_at[0]:
+                t0 = time.perf_counter()
+                call(k, i)
+                lat[k].append(time.perf_counter() - t0)
+                i += 1
+        except BaseException as e:  # report, do not hang the barrier of others
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(k,), daemon=True) for k in range(clients)]
+    for t in threads:
+        t.start()
+    stop_at[0] = time.perf_counter() + seconds
+    t_begin = time.perf_counter()
+    start.wait()
+    for t in threads:
+        t.join(seconds + 60)
+    elapsed = time.perf_counter() - t_begin
+    if errors:
+        raise SystemExit(f"bench_serve: a request failed: {errors[0]}")
+    flat = [x for per in lat for x in per]
+    return len(flat) / elapsed, flat
+
+
+def _row(label: str, clients: int, rps: float, lat: list[float]) -> str:
+    q = statistics.quantiles(lat, n=100) if len(lat) >= 2 else [lat[0]] * 99
+    return f"| {label} | {clients} | {rps:,.0f} | {q[49] * 1e3:.2f} | {q[98] * 1e3:.2f} |"
+
+
+def run(model: Path, seconds: float) -> tuple[list[str], float]:
+    import tritonclient.grpc as tc
+
+    from onnxpipe_runtime import Pipeline, default_threads
+
+    make = _inputs(model)
+    requests = [make(i) for i in range(16)]
+    servers = {
+        "sidecar, batching off": ServerProcess(model, "m", "--no-batching"),
+        "sidecar, batching on": ServerProcess(model, "m"),
+    }
+    rows: list[str] = []
+    try:
+        with Pipeline.load(model) as pipe:  # the baseline: the same runtime, no network, one caller
+            for r in requests:
+                pipe.run(r)
+            rps, lat = _measure(lambda k, i: pipe.run(requests[i % 16]), 1, seconds)
+            rows.append(_row("in-process `Pipeline.run`", 1, rps, lat))
+            in_process_p50 = statistics.median(lat)
+        served_p50 = 0.0
+        for label, server in servers.items():
+            address = server.wait_ready()
+            clients = [tc.InferenceServerClient(address) for _ in range(16)]
+
+            def call(k: int, i: int) -> None:
+                x = requests[(k + i) % 16]
+                inputs = []
+                for name, a in x.items():
+                    t = tc.InferInput(name, list(a.shape), {"O": "BYTES", "f": "FP32", "u": "UINT8"}[a.dtype.kind])
+                    t.set_data_from_numpy(a)
+                    inputs.append(t)
+                clients[k].infer("m", inputs, client_timeout=60)
+
+            for k in range(16):
+                call(k, 0)  # warm up every connection
+            for n in (1, 16):
+                rps, lat = _measure(call, n, seconds)
+                rows.append(_row(label, n, rps, lat))
+                if n == 1 and "off" in label:
+                    served_p50 = statistics.median(lat)
+            for c in clients:
+                c.close()
+            server.stop()
+    finally:
+        for server in servers.values():
+            server.stop()
+    header = [
+        f"Model: `{model.relative_to(ROOT) if model.is_relative_to(ROOT) else model}`, one sentence per request; "
+        f"{os.cpu_count()} CPUs visible, runtime threads {default_threads()}, {platform.processor() or platform.machine()}; "
+        f"{seconds:g} s per row, tritonclient (gRPC) clients in a separate process from the server.",
+        "",
+        "| mode | clients | requests/s | p50 ms | p99 ms |",
+        "|---|---|---|---|---|",
+    ]
+    overhead = (served_p50 - in_process_p50) * 1e3
+    footer = [
+        "",
+        f"Per-request overhead of the gRPC hop (1 client, batching off, p50 served - p50 in-process): "
+        f"**{overhead:.2f} ms**. Batching trades up to `--max-delay-ms` (2 ms) of latency for throughput "
+        "under concurrency; requests that arrive while the model is busy join the next run without waiting.",
+    ]
+    return header + rows + footer, overhead
+
+
+def write_doc(lines: list[str]) -> None:
+    block = "\n".join([BEGIN, "## Serving (gRPC sidecar)", "", *lines, END])
+    text = DOC.read_text(encoding="utf-8") if DOC.exists() else "# Benchmarks\n"
+    if BEGIN in text and END in text:
+        head, rest = text.split(BEGIN, 1)
+        text = head + block + rest.split(END, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    DOC.write_text(text, encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", type=Path, default=MINILM)
+    p.add_argument("--seconds", type=float, default=6.0, help="measuring time per row (default 6)")
+    p.add_argument("--no-write", action="store_true", help=f"print the table only, do not update {DOC.name}")
+    args = p.parse_args(argv)
+    if not args.model.exists():
+        print(f"bench_serve: {args.model} is absent: run `make vectors` (or pass --model)", file=sys.stderr)
+        return 1
+    t0 = time.perf_counter()
+    lines, _ = run(args.model.resolve(), args.seconds)
+    print("\n".join(lines))
+    if not args.no_write:
+        write_doc(lines)
+        print(f"\nwrote {DOC.relative_to(ROOT)} ({time.perf_counter() - t0:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

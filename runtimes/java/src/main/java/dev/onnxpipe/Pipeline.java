@@ -161,7 +161,8 @@ public final class Pipeline implements AutoCloseable {
   /** Keeps the reference to the extensions jar in its own class, so a missing jar is a LinkageError here. */
   private static final class Extensions {
     static String libraryPath() {
-      return ai.onnxruntime.extensions.OrtxPackage.getPackage().getLibraryPath();
+      // static in 0.13.0 (the docs write OrtxPackage.getPackage().getLibraryPath()); extracts the native library
+      return ai.onnxruntime.extensions.OrtxPackage.getLibraryPath();
     }
   }
 

@@ -27,7 +27,11 @@ import org.junit.jupiter.api.function.Executable;
 class VectorTest {
   @TestFactory
   Stream<DynamicNode> goldenVectors() throws IOException {
-    Path dir = Fixtures.root().resolve("tests/vectors");
+    return sets(Fixtures.root().resolve("tests/vectors"));
+  }
+
+  /** One test per folder of {@code dir} holding a vector.json; fails if there is none. */
+  static Stream<DynamicNode> sets(Path dir) throws IOException {
     List<Path> sets = new ArrayList<>();
     if (Files.isDirectory(dir)) {
       try (Stream<Path> s = Files.list(dir)) {
@@ -38,7 +42,7 @@ class VectorTest {
     return sets.stream().map(VectorTest::set);
   }
 
-  private static DynamicNode set(Path dir) {
+  static DynamicTest set(Path dir) {
     Map<?, ?> spec;
     try {
       spec = (Map<?, ?>) Json.parse(Files.readString(dir.resolve("vector.json"), StandardCharsets.UTF_8));
@@ -54,8 +58,10 @@ class VectorTest {
     // one test per set: the model (up to ~90 MB) is loaded once for all its cases
     return DynamicTest.dynamicTest(name + " (" + cases.size() + " cases)", () -> {
       if (!Files.exists(model) && model.getFileName().toString().endsWith(".generated.onnx")) {
-        Assumptions.abort("skipped vector set " + name + ": generated model " + model.getFileName()
-            + " is missing; run `" + spec.get("generate") + "` first");
+        String why = "skipped vector set " + name + ": generated model " + model.getFileName()
+            + " is missing; run `" + spec.get("generate") + "` first";
+        System.out.println("VectorTest: " + why);
+        Assumptions.abort(why);
       }
       assertTrue(Files.isRegularFile(model), name + ": model file " + model + " is missing");
       assertFalse(cases.isEmpty(), name + ": no cases");

@@ -265,9 +265,11 @@ def demo(path: Path) -> None:
     longer = lengths > TRAIN_LENGTHS[1]
     valid = np.arange(gold.shape[1])[None, :] < lengths[:, None]
     print(f"CRF tagger: {Path(path).name}; {len(lengths)} held-out sequences, "
-          f"lengths {lengths.min()}..{lengths.max()} (training: {TRAIN_LENGTHS[0]}..{TRAIN_LENGTHS[1]}), {int(valid.sum())} tokens")
+          f"lengths {lengths.min()}..{lengths.max()} (training: {TRAIN_LENGTHS[0]}..{TRAIN_LENGTHS[1]}), "
+          f"{int(valid.sum())} tokens")
     print(f"tag accuracy  exported {_accuracy(got, gold, lengths):.2%}   "
-          f"eager {_accuracy(want, gold, lengths):.2%}   (emissions alone, no transitions: {_accuracy(no_crf, gold, lengths):.2%})")
+          f"eager {_accuracy(want, gold, lengths):.2%}   "
+          f"(emissions alone, no transitions: {_accuracy(no_crf, gold, lengths):.2%})")
     print(f"  on the {int(longer.sum())} sequences longer than {TRAIN_LENGTHS[1]}: exported "
           f"{_accuracy(got[longer], gold[longer], lengths[longer]):.2%}")
     print(f"invalid BIO steps (I-X not after B-X/I-X): exported {_invalid_steps(got, lengths)}, "

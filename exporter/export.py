@@ -26,6 +26,8 @@ __all__ = ["ExportedPipeline", "Tolerance", "export_pipeline", "MANIFEST_KEY", "
 log = logging.getLogger("onnxpipe")
 
 MANIFEST_KEY = "onnxpipe.manifest"
+VECTORS_KEY = "onnxpipe.vectors"
+MAX_EMBEDDED_VECTORS = 256 * 1024  # bytes of JSON; larger examples are not embedded
 DEFAULT_OPSET = 18
 DOMAIN_LIBRARIES = {"ai.onnx.contrib": "onnxruntime-extensions"}
 
@@ -117,6 +119,7 @@ def export_pipeline(
     exporter: str = "auto",
     verify_inputs: Sequence[Mapping[str, Any]] | None = None,
     tolerances: Mapping[str, Any] | None = None,
+    embed_vectors: bool = True,
 ) -> ExportedPipeline:
     """Export ``inputs -> pre -> model -> post`` as ONE ONNX file at ``path`` and verify it.
 
@@ -134,6 +137,8 @@ def export_pipeline(
         exporter: ``"auto"`` (dynamo; TorchScript for stages containing ``torch.jit.script`` code), ``"dynamo"``
             or ``"torchscript"``.
         tolerances: ``{"float32": (atol, rtol)}`` or ``{"<output>": (atol, rtol)}`` overriding the defaults.
+        embed_vectors: store the example inputs and the eager outputs in the file (metadata
+            ``onnxpipe.vectors``, when under 256 KB of JSON) so ``onnxpipe verify FILE`` can check a deployed copy.
 
     Returns:
         :class:`ExportedPipeline` with ``path``, ``manifest`` and ``report``.
@@ -197,7 +202,8 @@ def export_pipeline(
     _check_dynamic(composed, input_axes)
 
     manifest = _manifest(composed, segments, exporters, runtime_defaults, opset, metadata, path)
-    _write(composed, manifest, path)
+    vectors = _embedded_vectors(segments, inputs, tols) if embed_vectors else None
+    _write(composed, manifest, path, vectors)
 
     report: dict[str, Any] = {
         "op_counts": _graph.op_counts(composed),
@@ -207,7 +213,7 @@ def export_pipeline(
     if verify:
         results = _verify(path, segments, inputs, input_axes, verify_inputs or [], tols, say)
         manifest["verification"] = {"passed": True, "cases": [r.to_dict() for r in results]}
-        _write(composed, manifest, path)
+        _write(composed, manifest, path, vectors)
         report["verification"] = manifest["verification"]
     report["file_size"] = path.stat().st_size
     say(f"wrote {path} ({report['file_size']:,} bytes)")
@@ -285,13 +291,31 @@ def _manifest(model: onnx.ModelProto, segments: Sequence[_segments.Segment], exp
     }
 
 
-def _write(model: onnx.ModelProto, manifest: Mapping[str, Any], path: Path) -> None:
+def _embedded_vectors(segments: Sequence[_segments.Segment], inputs: Mapping[str, Any],
+                      tols: Mapping[str, Tolerance]) -> str | None:
+    from onnxpipe_runtime import tensor_json
+
+    outputs = _segments.run_eager(segments, inputs)
+    doc = {
+        "inputs": {k: tensor_json.encode(_segments.to_numpy(v)) for k, v in inputs.items()},
+        "expected": {k: tensor_json.encode(_segments.to_numpy(v)) for k, v in outputs.items()},
+        "tolerance": {k: {"atol": t.atol, "rtol": t.rtol} for k, t in sorted(tols.items())},
+    }
+    text = json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
+    return text if len(text.encode("utf-8")) <= MAX_EMBEDDED_VECTORS else None
+
+
+def _write(model: onnx.ModelProto, manifest: Mapping[str, Any], path: Path, vectors: str | None) -> None:
     m = onnx.ModelProto()
     m.CopyFrom(model)
     del m.metadata_props[:]
     entry = m.metadata_props.add()
     entry.key = MANIFEST_KEY
     entry.value = json.dumps(manifest, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    if vectors is not None:
+        entry = m.metadata_props.add()
+        entry.key = VECTORS_KEY
+        entry.value = vectors
     m.producer_version = __version__
     try:
         onnx.checker.check_model(m)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -108,6 +109,16 @@ def test_manifest_round_trip(image_pipeline):
     with Pipeline.load(image_pipeline.path) as pipe:
         assert pipe.signature.source == "manifest"
         assert [s.name for s in pipe.signature.inputs] == ["image", "score_threshold"]
+
+
+def test_embedded_vectors_verify_the_file(image_pipeline, tmp_path):
+    with Pipeline.load(image_pipeline.path) as pipe:
+        vec = pipe.embedded_vectors()
+    assert vec is not None and vec["inputs"]["image"].shape == (2, 20, 24, 3)
+    assert set(vec["expected"]) == {"probs", "label_id"}
+    exe = Path(sys.executable).parent / "onnxpipe"
+    res = subprocess.run([str(exe), "verify", str(image_pipeline.path)], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and "1 passed, 0 failed" in res.stdout, res.stdout + res.stderr
 
 
 def test_export_is_byte_identical_when_repeated(tmp_path):

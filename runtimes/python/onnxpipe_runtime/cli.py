@@ -38,7 +38,8 @@ def add_run(sub: Any) -> None:
 
 
 def add_verify(sub: Any) -> None:
-    p = sub.add_parser("verify", help="check a pipeline against golden vectors (a vector folder, or inputs + expected)")
+    p = sub.add_parser("verify", help="check a pipeline against the vectors embedded at export, a vector folder, "
+                                      "or inputs + expected")
     p.add_argument("model", type=Path)
     p.add_argument("--vectors", type=Path, help="a vector folder with vector.json (docs/vectors.md)")
     p.add_argument("--inputs", type=Path, help="tensor JSON inputs")
@@ -88,6 +89,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
     elif args.inputs is not None and args.expected is not None:
         cases = [(args.inputs.name, tensor_json.load(args.inputs), tensor_json.load(args.expected))]
         tol = {}
+    elif args.inputs is None and args.expected is None:
+        with Pipeline.load(args.model) as pipe:
+            embedded = pipe.embedded_vectors()
+        if embedded is None:
+            raise CliError(f"verify: {args.model} has no embedded vectors; give --vectors DIR, or --inputs FILE.json "
+                           "with --expected FILE.json")
+        cases = [("embedded example", embedded["inputs"], embedded["expected"])]
+        tol = dict(embedded["tolerance"])
     else:
         raise CliError("verify: give --vectors DIR, or --inputs FILE.json with --expected FILE.json")
     if args.atol is not None or args.rtol is not None:

@@ -58,6 +58,7 @@ class Pipeline:
         self._session: ort.InferenceSession | None = session
         manifest = header.manifest
         self.manifest = manifest
+        self._embedded_vectors = header.metadata.get("onnxpipe.vectors")
         self.path = path
         self.threads = threads
         domains = tuple(d for d in header.domains if d != "ai.onnx")
@@ -90,6 +91,25 @@ class Pipeline:
         except Exception as e:  # onnxruntime raises several unrelated types for a bad model
             raise ModelLoadError(f"model file {str(path)!r}: ONNX Runtime cannot load it: {e}") from e
         return cls(session, header, path, n_threads)
+
+    def embedded_vectors(self) -> dict[str, Any] | None:
+        """The example inputs, eager outputs and tolerances stored at export (``onnxpipe.vectors``), if any:
+        ``{"inputs": {name: array}, "expected": {name: array}, "tolerance": {dtype or output: (atol, rtol)}}``."""
+        if self._embedded_vectors is None:
+            return None
+        import json
+
+        from onnxpipe_runtime import tensor_json
+
+        try:
+            doc = json.loads(self._embedded_vectors)
+            return {
+                "inputs": {k: tensor_json.decode(k, v) for k, v in doc["inputs"].items()},
+                "expected": {k: tensor_json.decode(k, v) for k, v in doc["expected"].items()},
+                "tolerance": {k: (float(v["atol"]), float(v["rtol"])) for k, v in doc.get("tolerance", {}).items()},
+            }
+        except (ValueError, KeyError, TypeError) as e:
+            raise ModelLoadError(f"{self.path.name}: metadata 'onnxpipe.vectors' is malformed ({e})") from e
 
     # -- running -----------------------------------------------------------------------------------------
     def run(self, inputs: Mapping[str, Any] | None = None, /, **kwargs: Any) -> dict[str, np.ndarray]:

@@ -59,7 +59,8 @@ def mismatches(
     tolerance: Mapping[str, tuple[float, float]] | None = None,
 ) -> list[str]:
     """Human-readable differences (empty when ``got`` matches): exact for integers, booleans and strings,
-    ``|got - want| <= atol + rtol * |want|`` for floats, NaN matching NaN."""
+    ``|got - want| <= atol + rtol * |want|`` for floats, NaN matching NaN. ``tolerance`` is keyed by dtype or
+    by output name (the name wins)."""
     tol = dict(DEFAULT_TOLERANCE) | dict(tolerance or {})
     problems: list[str] = []
     extra = sorted(set(got) - set(expected))
@@ -78,7 +79,7 @@ def mismatches(
             problems.append(f"{name}: shape {list(g.shape)}, expected {list(want.shape)}")
             continue
         if wd in ("float32", "float64"):
-            atol, rtol = tol.get(wd, (0.0, 0.0))
+            atol, rtol = tol.get(name) or tol.get(wd, (0.0, 0.0))
             w64, g64 = want.astype(np.float64), g.astype(np.float64)
             close = np.isclose(g64, w64, atol=atol, rtol=rtol, equal_nan=True)
             if not close.all():

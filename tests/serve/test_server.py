@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -409,3 +410,46 @@ def test_reflection_lists_and_describes_the_service(server):
     assert fd.package == "inference"
     assert [m.name for m in fd.service[0].method][:6] == [
         "ServerLive", "ServerReady", "ModelReady", "ServerMetadata", "ModelMetadata", "ModelInfer"]
+
+
+def test_full_queue_is_resource_exhausted_and_recovers(tmp_path):
+    from conftest import WIDTH, slow_model
+
+    model = slow_model(tmp_path / "slow.onnx")
+    with Server({"slow": model}, ServeOptions(port=0, max_queue=1, threads=2, grace_s=5.0)) as s:
+        clients = [tc.InferenceServerClient(s.address) for _ in range(3)]
+        try:
+            big = {"x": np.full((256, WIDTH), 0.01, np.float32)}
+            with ThreadPoolExecutor(2) as ex:
+                running = ex.submit(infer, clients[0], "slow", big)
+                time.sleep(0.1)
+                queued = ex.submit(infer, clients[1], "slow", {"x": big["x"][:100]})
+                time.sleep(0.1)
+                with pytest.raises(InferenceServerException) as e:
+                    infer(clients[2], "slow", {"x": big["x"][:1]})
+                assert e.value.status() == "StatusCode.RESOURCE_EXHAUSTED"
+                assert "[OVERLOADED]" in e.value.message() and "--max-queue 1" in e.value.message()
+                assert running.result(TIMEOUT).as_numpy("y").shape == (256, WIDTH)
+                assert queued.result(TIMEOUT).as_numpy("y").shape == (100, WIDTH)
+            assert infer(clients[2], "slow", {"x": big["x"][:1]}).as_numpy("y").shape == (1, WIDTH)
+        finally:
+            for c in clients:
+                c.close()
+
+
+def test_bad_requests_leave_nothing_behind(server, stub):
+    """Hundreds of malformed requests: no thread, queued job or growing state is left after them."""
+    batcher = server.models["basic"].batcher
+    before = threading.active_count()
+    bad = [
+        _raw_request("basic", [("features", "FP32", [1, 3], bytes(5)), PIX]),
+        _raw_request("basic", [("features", "FP32", [3], bytes(12)), PIX]),
+        _raw_request("basic", [("features", "BYTES", [1, 3], b"\x01\x00\x00"), PIX]),
+        typed_request("nope", basic_inputs(1)),
+    ]
+    for i in range(200):
+        with pytest.raises(grpc.RpcError):
+            stub.ModelInfer(bad[i % len(bad)], timeout=TIMEOUT)
+    assert threading.active_count() <= before + 2  # grpc may lazily start a poller thread
+    assert not batcher._queue and not batcher._arriving
+    assert stub.ModelInfer(typed_request("basic", basic_inputs(1)), timeout=TIMEOUT).outputs

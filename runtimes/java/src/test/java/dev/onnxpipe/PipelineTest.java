@@ -298,6 +298,33 @@ class PipelineTest {
   }
 
   @Test
+  void mutatedFilesFailCleanly(@TempDir Path tmp) throws IOException {
+    // random byte changes: each load/run either works or throws PipelineException, never anything else
+    byte[] good = Files.readAllBytes(Fixtures.fixture("basic.onnx"));
+    java.util.Random rnd = new java.util.Random(42);
+    Path f = tmp.resolve("mutant.onnx");
+    int loaded = 0;
+    for (int i = 0; i < 150; i++) {
+      byte[] b = good.clone();
+      for (int k = 0; k <= rnd.nextInt(4); k++) {
+        b[rnd.nextInt(b.length)] = (byte) rnd.nextInt(256);
+      }
+      Files.write(f, b);
+      try (Pipeline p = Pipeline.load(f)) {
+        loaded++;
+        try {
+          p.run(p.signature().inputNames().contains("features") ? good(1) : Map.of());
+        } catch (PipelineException e) {
+          assertTrue(e.getMessage() != null && !e.getMessage().isEmpty());
+        }
+      } catch (PipelineException e) {
+        assertEquals(PipelineException.Code.MODEL_LOAD, e.code(), e.getMessage());
+      }
+    }
+    assertTrue(loaded > 0, "some mutants (changed doc strings, names) still load");
+  }
+
+  @Test
   void useAfterCloseIsIllegalState() {
     Pipeline p = Pipeline.load(Fixtures.fixture("basic.onnx"));
     p.run(good(1));

@@ -199,13 +199,16 @@ class Batcher:
             if not self.batching or first.rows == 0 or first.rows >= self.policy.max_batch:
                 return [self._queue.popleft()]
             deadline = first.arrival + self.policy.max_delay
-            chosen, rows = [], 0
+            chosen, rows, full = [], 0, False
             for job in self._queue:
-                if job.key == first.key and job.rows > 0 and rows + job.rows <= self.policy.max_batch:
-                    chosen.append(job)
-                    rows += job.rows
+                if job.key == first.key and job.rows > 0:
+                    if rows + job.rows <= self.policy.max_batch:
+                        chosen.append(job)
+                        rows += job.rows
+                    else:
+                        full = True  # the next one waiting does not fit: waiting gains nothing
             now = time.monotonic()
-            if rows >= self.policy.max_batch or now >= deadline or self._closed or not self._arriving:
+            if full or rows >= self.policy.max_batch or now >= deadline or self._closed or not self._arriving:
                 for job in chosen:
                     self._queue.remove(job)
                 return chosen

@@ -218,9 +218,11 @@ def factory() -> dict[str, Any]:
 def vector_cases() -> list[tuple[str, dict[str, np.ndarray]]]:
     """Golden-vector cases: one sequence; a batch of mixed lengths with 1 and T; time 1 with an empty row."""
     one, one_len, _ = generate(1, (10, 10), seed=21)
-    mixed, mixed_len, _ = generate(4, (2, 16), seed=22)
-    mixed_len[1] = 1
-    mixed_len[2] = mixed.shape[1]
+    rows = [generate(1, (n, n), seed=22 + n) for n in (13, 1, 7, 4)]
+    mixed = np.full((len(rows), 13), PAD, dtype=np.int64)
+    for i, (tok, _, _) in enumerate(rows):
+        mixed[i, : tok.shape[1]] = tok[0]
+    mixed_len = np.array([lens[0] for _, lens, _ in rows], dtype=np.int64)
     return [
         ("batch1", {"tokens": one, "lengths": one_len}),
         ("mixed_lengths", {"tokens": mixed, "lengths": mixed_len}),

@@ -56,7 +56,11 @@ func TestRunReproducesVectors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, set := range sets {
+	local, err := vectortest.Local()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, set := range append(sets, local...) {
 		t.Run(filepath.Base(set.Dir), func(t *testing.T) {
 			model, skip, err := set.ModelPath()
 			if err != nil {

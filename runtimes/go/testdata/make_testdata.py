@@ -1,0 +1,151 @@
+"""Build the Go runtime's own vector sets in runtimes/go/testdata/vectors/ (same layout as tests/vectors/,
+docs/vectors.md), for what the shared sets may not cover yet:
+
+- ``contrib``: a graph that needs ai.onnx.contrib (BertTokenizer), so loading onnxruntime-extensions is tested
+  without the large MiniLM model;
+- ``scalars``: rank-0 outputs of every kind (float32, int64, bool, string) and an optional int64 input.
+
+The expected outputs come from the Python runtime. Deterministic; run from the repository root:
+
+    .venv/bin/python runtimes/go/testdata/make_testdata.py
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from onnxpipe_runtime import Pipeline, tensor_json
+
+HERE = Path(__file__).resolve().parent / "vectors"
+VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hello", "world", "go", "runtime", "##s", ",", "!", "on", "##nx"]
+TOLERANCE = {"float32": {"atol": 1e-5, "rtol": 1e-4}, "float64": {"atol": 1e-9, "rtol": 1e-7}}
+
+
+def manifest(name: str, inputs: list, outputs: list, domains: list) -> str:
+    return json.dumps(
+        {
+            "format": "onnxpipe.manifest",
+            "format_version": 1,
+            "sdk_version": "0.1.0",
+            "name": name,
+            "inputs": inputs,
+            "outputs": outputs,
+            "stages": [{"name": "post", "kind": "onnx", "description": name, "nodes": 1}],
+            "labels": None,
+            "domains": [{"domain": d, "library": "onnxruntime-extensions"} for d in domains],
+            "precision": "fp32",
+            "opset": 18,
+            "exporter": "onnx",
+            "verification": {"passed": True, "skipped": True, "cases": []},
+            "metadata": {},
+        },
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+
+
+def finish(graph: onnx.GraphProto, man: str, contrib: bool) -> onnx.ModelProto:
+    opsets = [helper.make_opsetid("", 18)] + ([helper.make_opsetid("ai.onnx.contrib", 1)] if contrib else [])
+    m = helper.make_model(graph, opset_imports=opsets, producer_name="onnxpipe-go-testdata")
+    m.ir_version = 8
+    helper.set_model_props(m, {"onnxpipe.manifest": man})
+    return m
+
+
+def contrib() -> tuple[onnx.ModelProto, list]:
+    node = helper.make_node(
+        "BertTokenizer", ["text"], ["input_ids", "token_type_ids", "attention_mask"], domain="ai.onnx.contrib",
+        name="post/tokenizer", vocab_file="\n".join(VOCAB), do_lower_case=1, strip_accents=1,
+    )
+    graph = helper.make_graph(
+        [node], "contrib",
+        [helper.make_tensor_value_info("text", TensorProto.STRING, ["batch"])],
+        [helper.make_tensor_value_info("input_ids", TensorProto.INT64, [None]),
+         helper.make_tensor_value_info("attention_mask", TensorProto.INT64, [None])],
+    )
+    man = manifest(
+        "contrib",
+        [{"name": "text", "dtype": "string", "shape": ["batch"]}],
+        [{"name": "input_ids", "dtype": "int64", "shape": [None]}, {"name": "attention_mask", "dtype": "int64", "shape": [None]}],
+        ["ai.onnx.contrib"],
+    )
+    cases = [
+        ("two", {"text": np.array(["Hello, world!", "Go runtimes on ONNX"], dtype=object)}),
+        ("one-empty", {"text": np.array([""], dtype=object)}),
+    ]
+    return finish(graph, man, True), cases
+
+
+def scalars() -> tuple[onnx.ModelProto, list]:
+    """x float32 [n], offset int64 [] (optional, default 2) -> total float32 [], count int64 [] (n + offset),
+    positive bool [], verdict string []."""
+    inits = [
+        numpy_helper.from_array(np.array(2, dtype=np.int64), "offset"),
+        numpy_helper.from_array(np.array(0.0, dtype=np.float32), "zero"),
+        numpy_helper.from_array(np.array(["negative", "positive"], dtype=object), "words"),
+    ]
+    nodes = [
+        helper.make_node("ReduceSum", ["x"], ["total"], keepdims=0, name="post/sum"),
+        helper.make_node("Size", ["x"], ["size"], name="post/size"),
+        helper.make_node("Add", ["size", "offset"], ["count"], name="post/count"),
+        helper.make_node("Greater", ["total", "zero"], ["positive"], name="post/gt"),
+        helper.make_node("Cast", ["positive"], ["index"], to=TensorProto.INT64, name="post/cast"),
+        helper.make_node("Gather", ["words", "index"], ["verdict"], axis=0, name="post/word"),
+    ]
+    graph = helper.make_graph(
+        nodes, "scalars",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n"]),
+         helper.make_tensor_value_info("offset", TensorProto.INT64, [])],
+        [helper.make_tensor_value_info("total", TensorProto.FLOAT, []),
+         helper.make_tensor_value_info("count", TensorProto.INT64, []),
+         helper.make_tensor_value_info("positive", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("verdict", TensorProto.STRING, [])],
+        initializer=inits,
+    )
+    man = manifest(
+        "scalars",
+        [{"name": "x", "dtype": "float32", "shape": ["n"]},
+         {"name": "offset", "dtype": "int64", "shape": [], "optional": True, "default": 2}],
+        [{"name": "total", "dtype": "float32", "shape": []}, {"name": "count", "dtype": "int64", "shape": []},
+         {"name": "positive", "dtype": "bool", "shape": []}, {"name": "verdict", "dtype": "string", "shape": []}],
+        [],
+    )
+    cases = [
+        ("default-offset", {"x": np.array([0.5, -0.25, 1.0], dtype=np.float32)}),
+        ("offset", {"x": np.array([-3.0], dtype=np.float32), "offset": np.array(40, dtype=np.int64)}),
+        ("empty", {"x": np.zeros(0, dtype=np.float32)}),
+    ]
+    return finish(graph, man, False), cases
+
+
+def write(name: str, model: onnx.ModelProto, cases: list) -> None:
+    out = HERE / name
+    shutil.rmtree(out, ignore_errors=True)
+    out.mkdir(parents=True)
+    onnx.checker.check_model(model)
+    onnx.save(model, out / "model.onnx")
+    entries = []
+    with Pipeline.load(out / "model.onnx") as pipe:
+        requires = [d["domain"] for d in (pipe.manifest or {}).get("domains", [])]
+        for k, (case, inputs) in enumerate(cases):
+            tensor_json.dump(inputs, out / f"inputs_{k}.json")
+            tensor_json.dump(pipe.run(inputs), out / f"expected_{k}.json")
+            entries.append({"name": case, "inputs": f"inputs_{k}.json", "expected": f"expected_{k}.json"})
+    spec = {"name": name, "model": "model.onnx", "generate": "runtimes/go/testdata/make_testdata.py",
+            "requires": requires, "tolerance": TOLERANCE, "cases": entries}
+    (out / "vector.json").write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
+
+
+def main() -> None:
+    write("contrib", *contrib())
+    write("scalars", *scalars())
+
+
+if __name__ == "__main__":
+    main()

@@ -69,6 +69,16 @@ class ViterbiDecode(torch.nn.Module):
         # Found by export_pipeline(exporter="auto"): a stage holding script code is exported with TorchScript.
         self.scripted = _scripted_loop()
 
+    def __getstate__(self) -> dict[str, Any]:
+        # A ScriptFunction cannot be pickled: copy.deepcopy / torch.save carry the op without it ...
+        state = self.__dict__.copy()
+        state.pop("scripted", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self.scripted = _scripted_loop()  # ... and the copy gets the shared compiled function back
+
     @property
     def num_tags(self) -> int:
         return int(self.transitions.shape[0])

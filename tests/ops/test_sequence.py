@@ -163,6 +163,20 @@ def test_bad_inputs_raise_eagerly(emissions: torch.Tensor, lengths: torch.Tensor
     assert fragment in str(info.value)
 
 
+def test_copies_keep_the_scripted_function() -> None:
+    import copy
+    import io
+
+    op = make_op(seed=9)
+    buf = io.BytesIO()
+    torch.save(op, buf)  # a ScriptFunction alone cannot be pickled
+    buf.seek(0)
+    for clone in (copy.deepcopy(op), torch.load(buf, weights_only=False)):
+        assert isinstance(clone.scripted, torch.jit.ScriptFunction)
+        em, lengths = torch.randn(2, 5, K), torch.tensor([5, 2])
+        assert torch.equal(clone(em, lengths), op(em, lengths))
+
+
 # -- export ----------------------------------------------------------------------------------------------
 
 def all_nodes(graph: onnx.GraphProto) -> list[onnx.NodeProto]:

@@ -161,7 +161,11 @@ func Compare(got, want onnxpipe.Tensor, tol Tolerance) error {
 		}
 		return nil
 	}
-	gs, ws := fmt.Sprintf("%q", got.Values()), fmt.Sprintf("%q", want.Values())
+	format := "%v"
+	if want.DType() == onnxpipe.String {
+		format = "%q" // so that ["a b", "c"] and ["a", "b c"] differ
+	}
+	gs, ws := fmt.Sprintf(format, got.Values()), fmt.Sprintf(format, want.Values())
 	if gs != ws {
 		return fmt.Errorf("got %s, want %s", clip(gs), clip(ws))
 	}

@@ -16,7 +16,7 @@ func TestCompare(t *testing.T) {
 		onnxpipe.MustTensor([]int64{3}, []float32{1.00001, float32(math.NaN()), 100.01}),
 	}
 	bad := map[string]onnxpipe.Tensor{
-		"beyond tolerance": onnxpipe.MustTensor([]int64{3}, []float32{1.0001, float32(math.NaN()), 100}),
+		"beyond tolerance": onnxpipe.MustTensor([]int64{3}, []float32{1.0002, float32(math.NaN()), 100}),
 		"NaN vs number":    onnxpipe.MustTensor([]int64{3}, []float32{1, 0, 100}),
 		"shape":            onnxpipe.MustTensor([]int64{1, 3}, []float32{1, float32(math.NaN()), 100}),
 		"dtype":            onnxpipe.MustTensor([]int64{3}, []float64{1, math.NaN(), 100}),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +21,8 @@ from onnxpipe_runtime.serve._proto import grpc_service_pb2_grpc as pb_grpc  # no
 ROOT = Path(__file__).resolve().parents[2]
 BASIC = ROOT / "tests" / "fixtures" / "basic.onnx"
 VECTORS = ROOT / "tests" / "vectors"
-MINILM = VECTORS / "minilm" / "model.generated.onnx"
+#: the MiniLM tokenizer pipeline, built by `make vectors`; ONNXPIPE_TEST_MINILM points elsewhere (a local export)
+MINILM = Path(os.environ.get("ONNXPIPE_TEST_MINILM") or VECTORS / "minilm" / "model.generated.onnx")
 TIMEOUT = 20.0  # seconds, on every RPC: nothing in these tests may hang
 WIDTH = 512  # slow_model's row width
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -72,23 +71,50 @@ def _contrib_model(path: Path) -> Path:
     return path
 
 
-@pytest.mark.skipif(importlib.util.find_spec("onnxruntime_extensions") is None,
-                    reason="onnxruntime-extensions is not installed (the text extra)")
-def test_contrib_ops_get_the_extensions_library(tmp_path):
+def test_contrib_ops_library_copied_beside_the_model(tmp_path):
     model = _contrib_model(tmp_path / "upper.onnx")
-    folder = write_repository(model, tmp_path / "repo", container_repo="/srv/models")
+    lib = tmp_path / "libortextensions.so"
+    lib.write_bytes(b"\x7fELF not really, but a plain library's name and bytes")
+    assert main([str(model), str(tmp_path / "repo"), "--ops-library", str(lib), "--container-repo", "/srv/models"]) == 0
+    folder = tmp_path / "repo" / "upper"
     cfg = parse(folder)
-    (lib,) = cfg.model_operations.op_library_filename
-    assert lib.startswith("/srv/models/upper/") and (folder / Path(lib).name).is_file()
+    assert list(cfg.model_operations.op_library_filename) == ["/srv/models/upper/libortextensions.so"]
+    assert (folder / "libortextensions.so").read_bytes() == lib.read_bytes()
     assert cfg.max_batch_size == 32 and [list(i.dims) for i in cfg.input] == [[1]]
+
+
+def test_contrib_ops_library_in_the_image(tmp_path):
+    model = _contrib_model(tmp_path / "upper.onnx")
+    folder = write_repository(model, tmp_path / "repo", ops_library_in_container="/opt/ort/libortextensions.so")
+    assert list(parse(folder).model_operations.op_library_filename) == ["/opt/ort/libortextensions.so"]
+    assert sorted(p.name for p in folder.iterdir()) == ["1", "config.pbtxt"]
+
+
+@pytest.mark.parametrize("flags,needle", [
+    ([], "Give exactly one of --ops-library FILE"),
+    (["--ops-library-in-container", "lib.so"], "expected an absolute path"),
+    (["--ops-library", "{pydll}"], "is a Python extension module"),
+    (["--ops-library", "/nonexistent/libortextensions.so"], "cannot read it"),
+])
+def test_contrib_ops_without_a_usable_library_are_refused(tmp_path, capsys, flags, needle):
+    """The pip package's _extensions_pydll*.so needs Python: tritonserver cannot dlopen it, so never use it."""
+    model = _contrib_model(tmp_path / "upper.onnx")
+    pydll = tmp_path / "_extensions_pydll.cpython-311-x86_64-linux-gnu.so"
+    pydll.write_bytes(b"...PyInit__extensions_pydll...")
+    out = tmp_path / "repo"
+    assert main([str(model), str(out), *[f.replace("{pydll}", str(pydll)) for f in flags]]) == 2
+    err = capsys.readouterr().err
+    assert "[MISSING_EXTENSION]" in err and needle in err
+    assert not out.exists()
 
 
 @pytest.mark.skipif(not MINILM.exists(), reason=f"{MINILM} is absent: run `make vectors`")
 def test_minilm_repository(tmp_path):
-    folder = write_repository(MINILM, tmp_path, name="minilm")
+    folder = write_repository(MINILM, tmp_path, name="minilm", ops_library_in_container="/opt/libortextensions.so")
     cfg = parse(folder)
-    assert [model_config_pb2.DataType.Name(i.data_type) for i in cfg.input][:1] == ["TYPE_STRING"]
-    assert cfg.model_operations.op_library_filename[0].endswith((".so", ".dylib", ".dll"))
+    assert [(i.name, model_config_pb2.DataType.Name(i.data_type)) for i in cfg.input] == [("text", "TYPE_STRING")]
+    assert [(o.name, list(o.dims)) for o in cfg.output] == [("embedding", [384])]
+    assert cfg.max_batch_size == 32
 
 
 @pytest.mark.parametrize("argv,needle", [

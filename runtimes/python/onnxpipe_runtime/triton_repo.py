@@ -8,9 +8,12 @@ ONNX Runtime backend, from the manifest:
   batch axis (a per-request threshold) cannot be batched by Triton, so they are left out of the config and
   the graph's default applies; ``--no-batching`` keeps them (and turns batching off).
 - otherwise ``max_batch_size: 0`` and full dims (-1 for dynamic ones).
-- ``model_operations { op_library_filename }`` when the graph needs ``ai.onnx.contrib`` ops: the
-  onnxruntime-extensions library is copied beside the model and referenced by its path inside the
-  container (``--container-repo``, default /models).
+- ``model_operations { op_library_filename }`` when the graph needs ``ai.onnx.contrib`` ops. Triton loads
+  them from a plain shared library (``libortextensions.so``, onnxruntime-extensions built with CMake). The
+  pip package's ``_extensions_pydll*.so`` is a Python extension module: it needs a Python interpreter's
+  symbols and tritonserver cannot load it, so it is never used here. ``--ops-library FILE`` copies a
+  library beside the model (referenced under ``--container-repo``, default /models);
+  ``--ops-library-in-container PATH`` names one already in the image. Without either, nothing is written.
 
 The config is written with protobuf's text format from ``tritonclient.grpc.model_config_pb2`` when
 tritonclient is installed (validating it against Triton's schema), else by the same fields as plain text.
@@ -161,6 +164,8 @@ def write_repository(
     max_delay_us: int = 2000,
     container_repo: str = "/models",
     threads: int | None = None,
+    ops_library: str | Path | None = None,
+    ops_library_in_container: str | None = None,
 ) -> Path:
     """Write ``out_dir/NAME/{config.pbtxt, 1/model.onnx}``; returns the model's folder."""
     model = Path(model)
@@ -180,39 +185,50 @@ def write_repository(
     if not name or "/" in name or name in (".", ".."):
         raise ModelLoadError(f"model name {name!r}: expected a plain folder name")
     folder = Path(out_dir) / name
-    (folder / "1").mkdir(parents=True, exist_ok=True)
     op_library = None
-    if CONTRIB_DOMAIN in header.domains or CONTRIB_DOMAIN in signature.domains:
-        lib = _extensions_library()
-        shutil.copyfile(lib, folder / lib.name)
-        op_library = f"{container_repo.rstrip('/')}/{name}/{lib.name}"
+    needs_ops = CONTRIB_DOMAIN in header.domains or CONTRIB_DOMAIN in signature.domains
+    if needs_ops:
+        op_library = _op_library(name, ops_library, ops_library_in_container, container_repo)
     config = build_config(
         name, signature, source=model.name, batching=batching, max_batch=max_batch, max_delay_us=max_delay_us,
         op_library=op_library, threads=threads,
     )
     text = config.to_text()
     _check_with_triton_schema(text)
+    (folder / "1").mkdir(parents=True, exist_ok=True)  # only now: a refused model leaves nothing behind
+    if needs_ops and ops_library is not None:
+        shutil.copyfile(ops_library, folder / Path(ops_library).name)
     (folder / "1" / "model.onnx").write_bytes(data)
     (folder / "config.pbtxt").write_text(text, encoding="utf-8")
     return folder
 
 
-def _extensions_library() -> Path:
-    """The onnxruntime-extensions shared library, found without importing the package (which imports torch
-    and transformers when they are installed: seconds, for a file path)."""
-    import importlib.util
-
-    spec = importlib.util.find_spec("onnxruntime_extensions")
-    for folder in (spec.submodule_search_locations or []) if spec is not None else []:
-        found = sorted(Path(folder).glob("_extensions_pydll*"))
-        if found:
-            return found[0]
+def _op_library(name: str, local: str | Path | None, in_container: str | None, container_repo: str) -> str:
+    """The op_library_filename for a model needing ai.onnx.contrib ops; MissingExtensionError if none fits."""
     from onnxpipe_runtime.errors import MissingExtensionError
 
-    raise MissingExtensionError(
-        f"this model uses custom ops from domain {CONTRIB_DOMAIN!r}; Triton needs the onnxruntime-extensions "
-        "library beside it: pip install 'onnxpipe-runtime[text]' and run triton-repo again"
-    )
+    if (local is None) == (in_container is None):
+        raise MissingExtensionError(
+            f"model {name!r} uses custom ops from domain {CONTRIB_DOMAIN!r}: Triton needs the onnxruntime-extensions "
+            "ops as a plain shared library (libortextensions.so, built from onnxruntime-extensions with CMake; the "
+            "pip package's _extensions_pydll*.so needs Python and tritonserver cannot load it). Give exactly one of "
+            "--ops-library FILE (copied beside the model) or --ops-library-in-container PATH (already in the image)"
+        )
+    if in_container is not None:
+        if not in_container.startswith("/"):
+            raise MissingExtensionError(f"--ops-library-in-container {in_container!r}: expected an absolute path")
+        return in_container
+    path = Path(local)  # type: ignore[arg-type]
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise MissingExtensionError(f"--ops-library {str(path)!r}: cannot read it ({e.strerror})") from e
+    if b"PyInit_" in data:
+        raise MissingExtensionError(
+            f"--ops-library {str(path)!r} is a Python extension module (it defines PyInit_): tritonserver cannot "
+            "load it; expected libortextensions.so built from onnxruntime-extensions with CMake"
+        )
+    return f"{container_repo.rstrip('/')}/{name}/{path.name}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -228,7 +244,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--max-delay-us", type=int, default=2000, help="dynamic_batching max_queue_delay_microseconds")
     p.add_argument("--no-batching", action="store_true", help="max_batch_size 0; keeps per-request optional inputs")
     p.add_argument("--container-repo", default="/models",
-                   help="where OUT_DIR is mounted in the Triton container (for op_library_filename; default /models)")
+                   help="where OUT_DIR is mounted in the Triton container (for --ops-library; default /models)")
+    p.add_argument("--ops-library", type=Path, default=None, metavar="FILE",
+                   help="libortextensions.so to copy beside the model (models with ai.onnx.contrib ops)")
+    p.add_argument("--ops-library-in-container", default=None, metavar="PATH",
+                   help="absolute path of libortextensions.so inside the Triton image (instead of --ops-library)")
     p.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads per model instance")
     try:
         args = p.parse_args(argv)
@@ -241,6 +261,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         folder = write_repository(
             args.model, args.out_dir, name=args.name, batching=not args.no_batching, max_batch=args.max_batch,
             max_delay_us=args.max_delay_us, container_repo=args.container_repo, threads=args.threads,
+            ops_library=args.ops_library, ops_library_in_container=args.ops_library_in_container,
         )
     except PipelineError as e:
         print(f"onnxpipe triton-repo: [{e.code}] {e}", file=sys.stderr)

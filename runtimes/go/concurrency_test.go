@@ -126,7 +126,7 @@ func sameOutputs(got, want Outputs) error {
 	for _, name := range want.Names() {
 		g, _ := got.Tensor(name)
 		w, _ := want.Tensor(name)
-		if g.DType() != w.DType() || formatShape(g.Shape()) != formatShape(w.Shape()) || fmt.Sprint(g.Values()) != fmt.Sprint(w.Values()) {
+		if g.DType() != w.DType() || formatShape(g.Shape()) != formatShape(w.Shape()) || fmt.Sprintf("%#v", g.Values()) != fmt.Sprintf("%#v", w.Values()) {
 			err := fmt.Errorf("got %v %v, want %v %v", g, g.Values(), w, w.Values())
 			return fmt.Errorf("output %q: %w", name, err)
 		}

@@ -83,10 +83,12 @@ func ORTVersion() (string, error) {
 func ExtensionsLibrary(explicit string) (string, error) {
 	lib, err := findLibrary("onnxruntime-extensions library", explicit, EnvExtensionsLib, extensionsGlobs)
 	if err != nil {
-		return "", extensionErr("%v (on linux-x64 `make -C runtimes/go native` extracts it from the Maven artifact com.microsoft.onnxruntime:onnxruntime-extensions)", err)
+		return "", extensionErr("%v%s", err, extensionsHint)
 	}
 	return lib, nil
 }
+
+const extensionsHint = " (on linux-x64 `make -C runtimes/go native` extracts it from the Maven artifact com.microsoft.onnxruntime:onnxruntime-extensions)"
 
 func findLibrary(what, explicit, envVar string, globs []string) (string, error) {
 	if explicit != "" {

@@ -64,9 +64,9 @@ func Load(path string, opts ...Option) (*Pipeline, error) {
 		}
 	}()
 	if slices.Contains(domains, contribDomain) {
-		lib, err := ExtensionsLibrary(cfg.extensionsLib)
+		lib, err := findLibrary("onnxruntime-extensions library", cfg.extensionsLib, EnvExtensionsLib, extensionsGlobs)
 		if err != nil {
-			return nil, fmt.Errorf("model file %q uses %s ops: %w", path, contribDomain, err)
+			return nil, extensionErr("model file %q uses %s ops, but the %v%s", path, contribDomain, err, extensionsHint)
 		}
 		if err := options.RegisterCustomOpsLibrary(lib); err != nil {
 			return nil, extensionErr("model file %q uses %s ops, but ONNX Runtime cannot load the onnxruntime-extensions library %q: %v", path, contribDomain, lib, err)

@@ -216,6 +216,27 @@ func TestModelLoadErrors(t *testing.T) {
 	}
 }
 
+// A manifest that disagrees with its graph cannot be caught before the first run without loading the model
+// twice more; the run then fails with ErrRuntime (no panic), and the pipeline stays usable.
+func TestManifestGraphMismatch(t *testing.T) {
+	basic, err := os.ReadFile(fixture(t, "basic.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "renamed.onnx")
+	os.WriteFile(path, bytes.Replace(basic, []byte(`"name":"features"`), []byte(`"name":"featurez"`), 1), 0o644)
+	p := loadT(t, path)
+	in := basicInputs(1)
+	in["featurez"] = in["features"]
+	delete(in, "features")
+	for range 2 {
+		_, err := p.Run(bg, in)
+		if !errors.Is(err, ErrRuntime) || Code(err) != "RUNTIME" || !strings.Contains(err.Error(), "featurez") {
+			t.Errorf("Run: %v (code %q); want ErrRuntime naming featurez", err, Code(err))
+		}
+	}
+}
+
 func TestPlainONNXFallsBackToORTInfo(t *testing.T) {
 	p := loadT(t, fixture(t, "plain.onnx"))
 	sig := p.Signature()

@@ -76,7 +76,7 @@ func Load(path string, opts ...Option) (*Pipeline, error) {
 		// Let ONNX Runtime give the precise reason, but never report success on a file we cannot parse.
 		s, err := ort.NewDynamicAdvancedSession(path, nil, nil, options)
 		if err != nil {
-			return nil, loadErr("model file %q: ONNX Runtime cannot load it: %v", path, errors.Unwrap(err))
+			return nil, loadErr("model file %q: ONNX Runtime cannot load it: %s", path, ortMessage(err))
 		}
 		s.Destroy()
 		return nil, loadErr("model file %q: not a readable ONNX ModelProto: %v", path, headerErr)
@@ -98,7 +98,7 @@ func Load(path string, opts ...Option) (*Pipeline, error) {
 	// The session for the common call (required inputs only) is created now so that Load reports any
 	// problem with the graph itself.
 	if _, err := p.session(0); err != nil {
-		return nil, loadErr("model file %q: ONNX Runtime cannot load it: %v", path, errors.Unwrap(err))
+		return nil, loadErr("model file %q: ONNX Runtime cannot load it: %v", path, err)
 	}
 	ok = true
 	return p, nil
@@ -139,7 +139,7 @@ func sessionOptions(threads int) (*ort.SessionOptions, error) {
 func readSignature(path string, options *ort.SessionOptions, domains []string) (*Signature, error) {
 	probe, err := ort.NewDynamicAdvancedSession(path, nil, nil, options)
 	if err != nil {
-		return nil, loadErr("model file %q: ONNX Runtime cannot load it: %v", path, errors.Unwrap(err))
+		return nil, loadErr("model file %q: ONNX Runtime cannot load it: %s", path, ortMessage(err))
 	}
 	defer probe.Destroy()
 	meta, err := probe.GetModelMetadata()
@@ -217,7 +217,7 @@ func (p *Pipeline) session(mask uint64) (*ort.DynamicAdvancedSession, error) {
 	}
 	s, err := ort.NewDynamicAdvancedSession(p.path, names, p.sig.outputNames(), p.options)
 	if err != nil {
-		return nil, runtimeErr("model file %q: cannot create a session for inputs %v: %w", p.path, names, err)
+		return nil, fmt.Errorf("cannot create a session for inputs %v: %s", names, ortMessage(err))
 	}
 	p.sessions[mask] = s
 	return s, nil
@@ -281,7 +281,7 @@ func (p *Pipeline) Run(ctx context.Context, inputs map[string]Tensor) (Outputs, 
 	}
 	sess, err := p.session(mask)
 	if err != nil {
-		return Outputs{}, err
+		return Outputs{}, runtimeErr("model file %q: %v", p.path, err)
 	}
 	var values []ort.Value
 	defer func() { destroyAll(values) }()
@@ -310,7 +310,7 @@ func (p *Pipeline) Run(ctx context.Context, inputs map[string]Tensor) (Outputs, 
 		if cerr := ctxErr(ctx); cerr != nil {
 			return Outputs{}, cerr
 		}
-		return Outputs{}, runtimeErr("ONNX Runtime failed on %q: %v", p.path, err)
+		return Outputs{}, runtimeErr("ONNX Runtime failed on %q: %s", p.path, ortMessage(err))
 	}
 	result := Outputs{names: p.sig.outputNames(), tensors: make(map[string]Tensor, len(outs))}
 	for i, spec := range p.sig.Outputs {
@@ -327,6 +327,14 @@ func (p *Pipeline) Run(ctx context.Context, inputs map[string]Tensor) (Outputs, 
 		return Outputs{}, err
 	}
 	return result, nil
+}
+
+// ortMessage is ONNX Runtime's own message, without onnxruntime_go's "Error creating ...: " prefix.
+func ortMessage(err error) string {
+	if inner := errors.Unwrap(err); inner != nil {
+		return inner.Error()
+	}
+	return err.Error()
 }
 
 func ctxErr(ctx context.Context) error {

@@ -49,6 +49,38 @@ class ConcurrencyTest {
     }
   }
 
+  @Test
+  void closeWhileRunningLetsRunsFinishThenRefusesNewOnes() throws Exception {
+    Pipeline pipe = Pipeline.load(Fixtures.fixture("basic.onnx"), Options.defaults().withIntraOpThreads(1));
+    ExecutorService pool = Executors.newFixedThreadPool(4);
+    java.util.concurrent.atomic.AtomicInteger done = new java.util.concurrent.atomic.AtomicInteger();
+    List<Future<Boolean>> futures = new ArrayList<>();
+    for (int t = 0; t < 4; t++) {
+      final int thread = t;
+      futures.add(pool.submit(() -> {
+        long deadline = System.nanoTime() + TimeUnit.SECONDS.toNanos(60);
+        for (int r = 0; System.nanoTime() < deadline; r++) {
+          try {
+            check(pipe, thread * 100000 + r); // a run that started before close() completes correctly
+            done.incrementAndGet();
+          } catch (IllegalStateException e) {
+            return true;
+          }
+        }
+        return false;
+      }));
+    }
+    while (done.get() < 20) {
+      Thread.sleep(1);
+    }
+    pipe.close();
+    for (Future<Boolean> f : futures) {
+      assertTrue(f.get(120, TimeUnit.SECONDS), "every thread's next run after close() is refused");
+    }
+    pool.shutdown();
+    assertTrue(pool.awaitTermination(10, TimeUnit.SECONDS));
+  }
+
   /** A run whose batch size, features and pixels depend on {@code seed}; expected values computed here. */
   private static void check(Pipeline pipe, int seed) {
     int batch = 1 + seed % 4;

@@ -20,7 +20,7 @@ from typing import Any, Callable, List
 
 import torch
 
-__all__ = ["ViterbiDecode"]
+__all__ = ["PAD_TAG", "ViterbiDecode"]
 
 #: value of ``tags`` beyond each sequence's length
 PAD_TAG = -1
@@ -84,18 +84,20 @@ class ViterbiDecode(torch.nn.Module):
         return int(self.transitions.shape[0])
 
     def forward(self, emissions: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        tracing, compiling = torch.jit.is_tracing(), torch.compiler.is_compiling()
+        if not (tracing or compiling):
+            self._check_inputs(emissions, lengths)
         trans = self.transitions.to(emissions.dtype)
         start = self.start.to(emissions.dtype)
         end = self.end.to(emissions.dtype)
-        if torch.jit.is_tracing():
+        if tracing:
             return self.scripted(emissions, lengths, trans, start, end)
-        if torch.compiler.is_compiling():
+        if compiling:
             # The scan HOP cannot be captured with autograd state: Viterbi has no gradient anyway.
             with torch.no_grad():
                 return _viterbi_scan(
                     emissions.detach(), lengths.detach(), trans.detach(), start.detach(), end.detach()
                 )
-        self._check_inputs(emissions, lengths)
         return _viterbi_loop(emissions, lengths, trans, start, end)
 
     def _check_inputs(self, emissions: torch.Tensor, lengths: torch.Tensor) -> None:

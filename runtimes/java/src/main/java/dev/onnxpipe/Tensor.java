@@ -26,15 +26,24 @@ public final class Tensor {
     this.shape = shape.clone();
     this.data = data;
     long count = 1;
+    boolean overflow = false;
     for (long d : this.shape) {
       if (d < 0) {
         throw new IllegalArgumentException("shape " + Arrays.toString(shape) + " has a negative dimension");
       }
-      count = Math.multiplyExact(count, d);
+      if (d > 0 && !overflow) {
+        overflow = count > Long.MAX_VALUE / d;
+        count = overflow ? count : count * d;
+      }
     }
-    if (count != length) {
+    if (Arrays.stream(this.shape).anyMatch(d -> d == 0)) {
+      count = 0;
+      overflow = false;
+    }
+    if (overflow || count != length) {
       throw new IllegalArgumentException(
-          "shape " + Arrays.toString(shape) + " requires " + count + " elements but the " + dtype
+          "shape " + Arrays.toString(shape) + " requires " + (overflow ? "more than 2^63" : count)
+              + " elements but the " + dtype
               + " data has " + length);
     }
     this.size = length;

@@ -163,6 +163,8 @@ public final class TensorJson {
       throw PipelineException.invalidInput(bad);
     }
     long[] shape = new long[list.size()];
+    boolean empty = false;
+    boolean huge = false;
     long count = 1;
     for (int i = 0; i < shape.length; i++) {
       if (!(list.get(i) instanceof Json.Num num) || !num.isInteger()) {
@@ -176,9 +178,13 @@ public final class TensorJson {
       if (shape[i] < 0) {
         throw PipelineException.invalidInput(bad);
       }
-      count = shape[i] == 0 || count == 0 ? 0 : (count > Integer.MAX_VALUE / shape[i] ? Integer.MAX_VALUE + 1L : count * shape[i]);
+      empty |= shape[i] == 0;
+      if (!huge && shape[i] > 0) {
+        huge = count > (Integer.MAX_VALUE - 8) / shape[i]; // no overflow: stop multiplying once too large
+        count *= huge ? 1 : shape[i];
+      }
     }
-    if (count > Integer.MAX_VALUE - 8) {
+    if (huge && !empty) {
       throw PipelineException.invalidInput(where + ": shape " + Json.write(obj) + " is too large for one Java array");
     }
     return shape;

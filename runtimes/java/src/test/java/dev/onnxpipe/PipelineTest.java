@@ -266,6 +266,9 @@ class PipelineTest {
         () -> Tensor.ofFloats(new float[5], 2, 3));
     assertMentions(e, "[2, 3]", "6", "5");
     assertThrows(IllegalArgumentException.class, () -> Tensor.ofFloats(new float[0], -1));
+    assertThrows(IllegalArgumentException.class, () -> Tensor.ofFloats(new float[0], 0, -1));
+    assertThrows(IllegalArgumentException.class, () -> Tensor.ofFloats(new float[1], 1L << 40, 1L << 40));
+    assertEquals(0, Tensor.ofFloats(new float[0], 1L << 40, 1L << 40, 0).size());
     assertThrows(IllegalArgumentException.class, () -> Tensor.ofStrings(new String[] {"a", null}));
     assertThrows(IllegalStateException.class, () -> Tensor.scalar(1f).longs());
   }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -240,11 +241,20 @@ func TestManifestGraphMismatch(t *testing.T) {
 func TestPlainONNXFallsBackToORTInfo(t *testing.T) {
 	p := loadT(t, fixture(t, "plain.onnx"))
 	sig := p.Signature()
-	if sig.Source != "onnxruntime" || sig.Labels != nil {
-		t.Errorf("signature source %q labels %v; want onnxruntime, nil", sig.Source, sig.Labels)
+	if sig.Source != "onnxruntime" || sig.Labels != nil || sig.Name != "" {
+		t.Errorf("signature source %q labels %v name %q; want onnxruntime, nil, empty", sig.Source, sig.Labels, sig.Name)
 	}
-	if len(sig.Inputs) != 2 || sig.Inputs[0].Name != "features" || sig.Inputs[0].describe() != "float32 [?, 3]" {
-		t.Errorf("inputs %+v", sig.Inputs)
+	var got []string
+	for _, in := range sig.Inputs {
+		got = append(got, fmt.Sprintf("%s %s optional=%v default=%s", in.Name, in.describe(), in.Optional, in.Default))
+	}
+	want := []string{
+		"features float32 [batch, 3] optional=false default=",
+		"pixels uint8 [batch, height, width, 3] optional=false default=",
+		"score_threshold float32 [] optional=true default=0.5", // the overridable initializer
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("inputs:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 	out, err := p.Run(bg, basicInputs(3))
 	if err != nil {
@@ -252,6 +262,12 @@ func TestPlainONNXFallsBackToORTInfo(t *testing.T) {
 	}
 	if s, _ := out.Shape("score"); formatShape(s) != "[3, 3]" {
 		t.Errorf("score shape %v", s)
+	}
+	in := basicInputs(3)
+	in["score_threshold"] = Scalar(float32(0))
+	out, err = p.Run(bg, in)
+	if c, _ := out.Bool("confident"); err != nil || !c[0] {
+		t.Errorf("threshold 0 on a plain file: %v, %v", c, err)
 	}
 	if _, err := p.Run(bg, map[string]Tensor{"features": MustTensor([]int64{1, 2}, []float32{1, 2})}); !errors.Is(err, ErrInvalidInput) {
 		t.Errorf("validation from ORT info: %v", err)

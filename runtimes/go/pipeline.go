@@ -168,7 +168,11 @@ func readSignature(path string, options *ort.SessionOptions, domains []string) (
 		}
 		return out
 	}
-	return signatureFromORT(convert(inputs), convert(outputs), domains)
+	details, err := readGraphDetails(path)
+	if err != nil {
+		details = nil // ONNX Runtime read the file; without the details dims stay unnamed
+	}
+	return signatureFromORT(convert(inputs), convert(outputs), domains, details)
 }
 
 func dtypeFromORT(t ort.TensorElementDataType) DType {

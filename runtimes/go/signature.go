@@ -95,7 +95,7 @@ func (s TensorSpec) describe() string { return fmt.Sprintf("%s %s", s.DType, s.s
 // Signature is what a pipeline takes and returns: from the manifest ("source": "manifest"), or from ONNX
 // Runtime's input/output info for a plain ONNX file ("source": "onnxruntime", no labels, dims unnamed).
 type Signature struct {
-	Name    string       `json:"name,omitempty"`
+	Name    string       `json:"-"` // the manifest's pipeline name; "" for a plain ONNX file
 	Source  string       `json:"source"`
 	Inputs  []TensorSpec `json:"inputs"`
 	Outputs []TensorSpec `json:"outputs"`
@@ -270,8 +270,10 @@ func defaultTensor(s TensorSpec) (Tensor, error) {
 	return obj.decode("default of " + strconv.Quote(s.Name))
 }
 
-// signatureFromORT builds the signature of a plain ONNX file from ONNX Runtime's info.
-func signatureFromORT(inputs, outputs []ortInfo, domains []string) (*Signature, error) {
+// signatureFromORT builds the signature of a plain ONNX file from ONNX Runtime's info, adding what
+// onnxruntime_go does not expose when the graph can be read (details may be nil): dynamic dimension names and
+// the overridable initializers, as optional inputs with their values as defaults.
+func signatureFromORT(inputs, outputs []ortInfo, domains []string, details *graphDetails) (*Signature, error) {
 	sig := &Signature{Source: "onnxruntime", Domains: append([]string{}, domains...)}
 	for _, group := range []struct {
 		kind string
@@ -283,10 +285,38 @@ func signatureFromORT(inputs, outputs []ortInfo, domains []string) (*Signature, 
 				return nil, loadErr("%s %q: type %s is not supported; expected a tensor of one of %v", group.kind, in.name, in.ortType, DTypes)
 			}
 			spec := TensorSpec{Name: in.name, DType: in.dtype, Shape: make([]Dim, len(in.dims))}
+			var names []string
+			if details != nil {
+				names = details.dimNames[in.name]
+			}
 			for i, d := range in.dims {
 				spec.Shape[i] = Dim{Size: max(d, -1)}
+				if d < 0 && len(names) == len(in.dims) {
+					spec.Shape[i].Name = names[i]
+				}
 			}
 			*group.dst = append(*group.dst, spec)
+		}
+	}
+	if details != nil {
+		for _, o := range details.overridable {
+			if o.dtype == "" {
+				continue // not a tensor-JSON dtype: it cannot be fed, so it stays internal
+			}
+			spec := TensorSpec{Name: o.name, DType: o.dtype, Shape: make([]Dim, len(o.shape)), Optional: true, Default: json.RawMessage("null")}
+			for i, d := range o.shape {
+				spec.Shape[i] = Dim{Size: d}
+			}
+			if o.value != nil {
+				var value any = o.value
+				if len(o.shape) == 0 {
+					value = o.value[0]
+				}
+				if b, err := json.Marshal(value); err == nil {
+					spec.Default = b
+				}
+			}
+			sig.Inputs = append(sig.Inputs, spec)
 		}
 	}
 	return sig, nil

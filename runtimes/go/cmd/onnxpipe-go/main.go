@@ -9,6 +9,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -75,10 +76,14 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) 
 			return err
 		}
 		defer p.Close()
-		enc := json.NewEncoder(stdout)
-		enc.SetIndent("", "  ")
+		var doc bytes.Buffer
+		enc := json.NewEncoder(&doc)
 		enc.SetEscapeHTML(false)
-		return enc.Encode(p.Signature())
+		if err := enc.Encode(p.Signature()); err != nil {
+			return err
+		}
+		_, err = stdout.Write(spaced(doc.Bytes()))
+		return err
 	case "run":
 		if len(positional) != 1 {
 			return fmt.Errorf("%w: run takes one MODEL, got %d arguments", errUsage, len(positional))
@@ -157,4 +162,24 @@ func parseArgs(args []string, known map[string]bool) (map[string]string, []strin
 		flags[name] = value
 	}
 	return flags, positional, nil
+}
+
+// spaced puts a space after each ',' and ':' outside strings: the layout the Python and Java CLIs print.
+func spaced(doc []byte) []byte {
+	out := make([]byte, 0, len(doc)+len(doc)/8)
+	inString, escaped := false, false
+	for _, c := range doc {
+		out = append(out, c)
+		switch {
+		case escaped:
+			escaped = false
+		case inString && c == '\\':
+			escaped = true
+		case c == '"':
+			inString = !inString
+		case !inString && (c == ',' || c == ':'):
+			out = append(out, ' ')
+		}
+	}
+	return out
 }

@@ -112,6 +112,9 @@ func TestInspect(t *testing.T) {
 	if status != 0 {
 		t.Fatalf("exit %d: %s", status, stderr)
 	}
+	if !strings.HasPrefix(stdout, `{"source": "manifest", "inputs": [{"name": "features", "dtype": "float32", "shape": ["batch", 3]}`) || strings.Count(stdout, "\n") != 1 {
+		t.Errorf("inspect output is not the one-line layout the other CLIs print:\n%s", stdout)
+	}
 	var sig struct {
 		Source string
 		Inputs []struct {
@@ -138,7 +141,7 @@ func TestInspect(t *testing.T) {
 		t.Errorf("pixels shape %s, want it as written in the manifest", shape)
 	}
 	stdout, _, status = cli(t, "", "inspect", vectortest.Fixture("plain.onnx"))
-	if status != 0 || !strings.Contains(stdout, `"source": "onnxruntime"`) {
+	if status != 0 || !strings.Contains(stdout, `"source": "onnxruntime"`) || !strings.Contains(stdout, `{"name": "score_threshold", "dtype": "float32", "shape": [], "optional": true, "default": 0.5}`) {
 		t.Errorf("inspect plain.onnx: exit %d\n%s", status, stdout)
 	}
 }

@@ -8,6 +8,8 @@ Run by hand, never by the Java build; its outputs are committed beside it. Deter
   listing that domain; ``tokenizer_inputs.json`` / ``tokenizer_expected.json`` are Python's answers
   (onnxruntime + onnxruntime-extensions), the Java test must reproduce them.
 - ``tokenizer_plain.onnx``: the same graph without a manifest (the opset import alone must trigger loading).
+- ``bad_manifest.onnx`` / ``future_manifest.onnx``: basic.onnx's graph with a manifest that is not JSON /
+  of format_version 2 (both must be MODEL_LOAD errors).
 - ``dtypes.onnx``: one input per remaining dtype (float64, int32, int8, bool, string) echoed to outputs, and
   optional inputs backed by initializers in both TensorProto encodings (raw_data and typed fields).
 """
@@ -25,7 +27,7 @@ import onnxruntime_extensions
 from onnx import TensorProto, helper, numpy_helper
 
 HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[4]
+ROOT = HERE.parents[5]
 sys.path.insert(0, str(ROOT / "runtimes" / "python"))
 from onnxpipe_runtime import tensor_json  # noqa: E402
 
@@ -100,8 +102,18 @@ def dtypes() -> onnx.ModelProto:
     return m
 
 
+def with_manifest_text(text: str) -> onnx.ModelProto:
+    m = onnx.load(ROOT / "tests" / "fixtures" / "plain.onnx")
+    helper.set_model_props(m, {"onnxpipe.manifest": text})
+    return m
+
+
 def main() -> None:
-    for name, model in [("tokenizer.onnx", tokenizer(True)), ("tokenizer_plain.onnx", tokenizer(False)),
+    future = json.loads(onnx.load(ROOT / "tests" / "fixtures" / "basic.onnx").metadata_props[0].value)
+    future["format_version"] = 2
+    for name, model in [("bad_manifest.onnx", with_manifest_text('{"format": "onnxpipe.manifest", ')),
+                        ("future_manifest.onnx", with_manifest_text(json.dumps(future, sort_keys=True))),
+                        ("tokenizer.onnx", tokenizer(True)), ("tokenizer_plain.onnx", tokenizer(False)),
                         ("dtypes.onnx", dtypes())]:
         onnx.checker.check_model(model)
         onnx.save(model, HERE / name)

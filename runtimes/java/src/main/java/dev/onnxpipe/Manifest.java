@@ -11,6 +11,15 @@ final class Manifest {
 
   private Manifest() {}
 
+  /** The manifest's signature; {@code where} (the file) prefixes error messages. */
+  static Signature parse(String text, String where) {
+    try {
+      return parse(text);
+    } catch (PipelineException e) {
+      throw PipelineException.modelLoad(where + ": " + e.getMessage(), e.getCause());
+    }
+  }
+
   static Signature parse(String text) {
     Object doc;
     try {

@@ -94,7 +94,7 @@ public final class Pipeline implements AutoCloseable {
       throw PipelineException.modelLoad(where + ": not a valid ONNX model file (" + e.getMessage() + ")", e);
     }
     String manifestText = file.metadata.get(Manifest.KEY);
-    Signature early = manifestText == null ? null : Manifest.parse(manifestText); // fail fast on a bad manifest
+    Signature early = manifestText == null ? null : Manifest.parse(manifestText, where); // fail fast on a bad manifest
     boolean needsExtensions = file.opsets.containsKey(CONTRIB_DOMAIN)
         || (early != null && early.domains().contains(CONTRIB_DOMAIN));
     int threads = options.intraOpThreads();
@@ -121,7 +121,7 @@ public final class Pipeline implements AutoCloseable {
       }
       Map<String, String> custom = session.getMetadata().getCustomMetadata();
       String text = custom.get(Manifest.KEY);
-      Signature sig = text != null ? Manifest.parse(text) : fromSession(session, file);
+      Signature sig = text != null ? Manifest.parse(text, where) : fromSession(session, file);
       check(sig, session, file, where);
       for (Map.Entry<String, Tensor> e : file.overridable.entrySet()) {
         defaults.put(e.getKey(), OrtValues.toOrt(env, e.getValue()));

@@ -283,6 +283,18 @@ class PipelineTest {
   }
 
   @Test
+  void badManifestsAreModelLoad() {
+    PipelineException bad = assertThrows(PipelineException.class,
+        () -> Pipeline.load(Fixtures.resource("bad_manifest.onnx")));
+    assertEquals(PipelineException.Code.MODEL_LOAD, bad.code());
+    assertMentions(bad, "bad_manifest.onnx", "onnxpipe.manifest", "not valid JSON");
+    PipelineException future = assertThrows(PipelineException.class,
+        () -> Pipeline.load(Fixtures.resource("future_manifest.onnx")));
+    assertEquals(PipelineException.Code.MODEL_LOAD, future.code());
+    assertMentions(future, "future_manifest.onnx", "format_version 2", "up to 1");
+  }
+
+  @Test
   void missingFileIsModelLoad() {
     PipelineException e = assertThrows(PipelineException.class, () -> Pipeline.load(Path.of("no/such/model.onnx")));
     assertEquals(PipelineException.Code.MODEL_LOAD, e.code());

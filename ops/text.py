@@ -11,6 +11,8 @@
 from __future__ import annotations
 
 import os
+import unicodedata
+from functools import lru_cache
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,73 @@ CONTRIB_DOMAIN = "ai.onnx.contrib"
 SPECIAL_TOKENS = ("[UNK]", "[SEP]", "[PAD]", "[CLS]", "[MASK]")
 #: Squeeze/Unsqueeze take their axes as an input from opset 13 on; the graph below is written that way
 MIN_OPSET = 13
+
+# What Hugging Face's BertNormalizer + BertPreTokenizer do, prepared for the graph. The op's own character
+# tables are narrower (no Unicode lowercase for Greek/Cyrillic, no Hangul decomposition, fewer punctuation
+# marks...), so the graph normalizes first, the Hugging Face way, and the op only splits and looks up.
+#: clean_text drops control (Cc but tab/newline/CR), format (Cf) and private-use (Co) characters and U+FFFD
+CONTROL_CHARS = r"[\x{0}-\x{8}\x{b}\x{c}\x{e}-\x{1f}\x{7f}-\x{9f}\p{Cf}\p{Co}\x{fffd}]"
+#: clean_text turns every Unicode space (tab, newline and CR included) into " "
+WHITESPACE = r"[\t\n\r\p{Z}]"
+#: the CJK ideograph blocks that are split into single characters (BERT's tokenize_chinese_chars)
+CJK_RANGES = (
+    (0x4E00, 0x9FFF), (0x3400, 0x4DBF), (0x20000, 0x2A6DF), (0x2A700, 0x2B73F),
+    (0x2B740, 0x2B81F), (0x2B820, 0x2CEAF), (0xF900, 0xFAFF), (0x2F800, 0x2FA1F),
+)
+# Placeholders written by the character map (the control-character pass has removed any in the input):
+_REMOVED = "\x01"  # a character normalization deletes (a combining mark when stripping accents)
+_UNFINISHABLE = "\x02"  # a character outside the vocabulary's alphabet: its word can only be [UNK]
+#: candidates for the character that stands for an unfinishable word: a symbol, not in the vocabulary
+_MARKERS = ("\U0001F600", "\u2603", "\u2318", "\U0001F9E9")
+
+
+def _is_punct(c: str) -> bool:
+    """BertPreTokenizer's punctuation: every ASCII symbol and Unicode category P*."""
+    o = ord(c)
+    return 33 <= o <= 47 or 58 <= o <= 64 or 91 <= o <= 96 or 123 <= o <= 126 or unicodedata.category(c)[0] == "P"
+
+
+def _is_cjk(c: str) -> bool:
+    o = ord(c)
+    return any(a <= o <= b for a, b in CJK_RANGES)
+
+
+@lru_cache(maxsize=2)
+def _normalized_chars(lower_case: bool) -> tuple[tuple[str, str], ...]:
+    """``(c, what BertNormalizer makes of c)`` for every assigned character the regex passes leave alone.
+
+    With ``lower_case`` (which implies strip_accents): NFD(c) without its nonspacing marks, lower-cased,
+    so a combining mark becomes "". Controls, format and private-use characters and spaces are handled by
+    the regex passes; unassigned code points are left as they are.
+    """
+    out = []
+    for cp in range(0x110000):
+        if 0xD800 <= cp <= 0xDFFF:
+            continue
+        c = chr(cp)
+        if unicodedata.category(c) in ("Cn", "Cc", "Cf", "Co", "Zs", "Zl", "Zp"):
+            continue
+        if lower_case:
+            folded = "".join(x for x in unicodedata.normalize("NFD", c) if unicodedata.category(x) != "Mn").lower()
+        else:
+            folded = c
+        out.append((c, folded))
+    return tuple(out)
+
+
+def _re2_class(chars: set[str]) -> str:
+    """The characters as the body of an RE2 class (``\\x{..}`` escapes, consecutive code points as ranges)."""
+    points = sorted(ord(c) for c in chars)
+    parts: list[str] = []
+    i = 0
+    while i < len(points):
+        j = i
+        while j + 1 < len(points) and points[j + 1] == points[j] + 1:
+            j += 1
+        a, b = points[i], points[j]
+        parts.append(f"\\x{{{a:x}}}" if a == b else f"\\x{{{a:x}}}-\\x{{{b:x}}}")
+        i = j + 1
+    return "".join(parts)
 
 
 def _read_vocab(vocab_file: str | os.PathLike[str]) -> list[str]:
@@ -57,6 +126,30 @@ def _read_vocab(vocab_file: str | os.PathLike[str]) -> list[str]:
     if missing:
         raise ValueError(f"vocab_file: {str(path)!r} lacks the special tokens {missing}; expected all of {list(SPECIAL_TOKENS)}")
     return lines
+
+
+def _alphabet(vocab: list[str], where: str) -> tuple[frozenset[str], frozenset[str], str]:
+    """Characters a word may start with / continue with, and the character that stands for [UNK].
+
+    WordPiece can finish a word exactly when each character is a token (first) or a ``##`` token (later),
+    provided no longer token contains a character outside those sets; refuse a vocabulary where that fails,
+    since the graph could not then reproduce Hugging Face's choice of [UNK].
+    """
+    words = [t for t in vocab if not (t.startswith("[") and t.endswith("]") and len(t) > 2)]
+    first = frozenset(t for t in words if len(t) == 1)
+    cont = frozenset(t[2:] for t in words if len(t) == 3 and t.startswith("##"))
+    for t in words:
+        body = t[2:] if t.startswith("##") and len(t) > 2 else t
+        head_ok = t.startswith("##") or body[0] in first
+        if not head_ok or any(c not in cont for c in body[1:]):
+            raise ValueError(
+                f"vocab_file: token {t!r} in {where!r} uses a character that is not a token of its own "
+                "('c' and '##c'); expected a WordPiece vocabulary with every character of every token"
+            )
+    marker = next((m for m in _MARKERS if m not in first and m not in cont), None)
+    if marker is None:
+        raise ValueError(f"vocab_file: {where!r} contains every marker candidate {list(_MARKERS)}")
+    return first, cont, marker
 
 
 class BertTokenize(OnnxStage):
@@ -89,6 +182,7 @@ class BertTokenize(OnnxStage):
         self.lower_case = bool(lower_case)
         self.max_length = int(max_length)
         self.pad_id = self._vocab.index("[PAD]")
+        self._first, self._cont, self._marker = _alphabet(self._vocab, str(vocab_file))
         self._hf: Any = None
 
     def describe(self) -> str:
@@ -118,34 +212,109 @@ class BertTokenize(OnnxStage):
         return {name: np.asarray(enc[name], dtype=np.int64) for name in self.output_names}
 
     # -- ONNX lowering --------------------------------------------------------------------------------------
+    def _char_map(self) -> str:
+        """StringMapping's table: each character -> its normalized form, pre-split and classified.
+
+        Punctuation and CJK ideographs get spaces around them (they are words of their own), characters
+        outside the vocabulary's alphabet become ``_UNFINISHABLE``, deleted ones ``_REMOVED`` (the op's map
+        cannot map to an empty string). Characters that stay as they are have no entry.
+        """
+        both = self._first & self._cont
+        outside = _UNFINISHABLE
+
+        def classify(ch: str) -> str:
+            if ch in both or ch in self._first or ch in self._cont:
+                kept = ch
+            else:
+                kept = outside
+            return f" {kept} " if _is_punct(ch) or _is_cjk(ch) else kept
+
+        lines = []
+        for c, folded in _normalized_chars(self.lower_case):
+            mapped = "".join(classify(ch) for ch in folded) if folded else _REMOVED
+            if mapped != c:
+                lines.append(f"{c}\t{mapped}")
+        return "\n".join(lines)
+
     def build(self, opset: int) -> onnx.ModelProto:
         if opset < MIN_OPSET:
             raise ValueError(f"opset: BertTokenize needs opset >= {MIN_OPSET}, got {opset}")
         i64 = TensorProto.INT64
+        g = _GraphBuilder()
+        g.strings["tok_empty_1d"] = ("",)
+        g.strings["tok_char"] = ("(.)",)  # the split op wants a capture group
+        g.strings["tok_nothing"] = ("",)
+        g.nodes += [
+            g.const("tok_axes0", [0]),
+            g.const("tok_axes1", [1]),
+            g.const("tok_zero_1d", [0]),
+            g.const("tok_one_1d", [1]),
+            g.const("tok_minus1_1d", [-1]),
+            g.const("tok_big_1d", [2**62]),
+            g.scalar("tok_zero", 0),
+            g.scalar("tok_one", 1),
+            g.scalar("tok_pad", self.pad_id),
+            # one extra empty row: StringJoin crashes on an empty batch; the Loop below skips that row
+            helper.make_node("Concat", ["text", "tok_empty_1d"], ["tok_text1"], axis=0),
+        ]
+        text = g.regex("tok_text1", CONTROL_CHARS, "")  # clean_text: controls and format characters go
+        text = g.regex(text, WHITESPACE, " ")  # clean_text: every Unicode space becomes " "
+        # normalize character by character: split, map, join back row by row
+        g.nodes += [
+            helper.make_node(
+                "StringRegexSplitWithOffsets", [text, "tok_char", "tok_char"],
+                ["tok_chars", "tok_char_begin", "tok_char_end", "tok_rows"], domain=CONTRIB_DOMAIN,
+            ),
+            helper.make_node("StringMapping", ["tok_chars"], ["tok_mapped"], domain=CONTRIB_DOMAIN, map=self._char_map()),
+            helper.make_node("Slice", ["tok_rows", "tok_one_1d", "tok_big_1d"], ["tok_row_ends"]),
+            helper.make_node("Slice", ["tok_rows", "tok_zero_1d", "tok_minus1_1d"], ["tok_row_starts"]),
+            helper.make_node("Sub", ["tok_row_ends", "tok_row_starts"], ["tok_row_lens"]),
+            helper.make_node("ReduceMax", ["tok_row_lens"], ["tok_row_max"], keepdims=0),
+            helper.make_node("Range", ["tok_zero", "tok_row_max", "tok_one"], ["tok_cpos"]),
+            helper.make_node("Unsqueeze", ["tok_cpos", "tok_axes0"], ["tok_cpos_row"]),
+            helper.make_node("Unsqueeze", ["tok_row_lens", "tok_axes1"], ["tok_row_lens_col"]),
+            helper.make_node("Unsqueeze", ["tok_row_starts", "tok_axes1"], ["tok_row_starts_col"]),
+            helper.make_node("Less", ["tok_cpos_row", "tok_row_lens_col"], ["tok_cvalid"]),
+            helper.make_node("Cast", ["tok_cvalid"], ["tok_cvalid_i"], to=i64),
+            helper.make_node("Add", ["tok_row_starts_col", "tok_cpos_row"], ["tok_cidx_raw"]),
+            # positions past a row's end read the appended "" at index N
+            helper.make_node("Shape", ["tok_mapped"], ["tok_nchars_1d"]),
+            helper.make_node("Squeeze", ["tok_nchars_1d", "tok_axes0"], ["tok_nchars"]),
+            helper.make_node("Sub", ["tok_cidx_raw", "tok_nchars"], ["tok_cidx_off"]),
+            helper.make_node("Mul", ["tok_cidx_off", "tok_cvalid_i"], ["tok_cidx_masked"]),
+            helper.make_node("Add", ["tok_cidx_masked", "tok_nchars"], ["tok_cidx"]),
+            helper.make_node("Concat", ["tok_mapped", "tok_empty_1d"], ["tok_mapped_pad"], axis=0),
+            helper.make_node("Gather", ["tok_mapped_pad", "tok_cidx"], ["tok_grid"], axis=0),
+            helper.make_node("StringJoin", ["tok_grid", "tok_nothing", "tok_one"], ["tok_joined"], domain=CONTRIB_DOMAIN),
+        ]
+        text = "tok_joined"
+        if self.lower_case:
+            text = g.regex(text, "\\x{1}", "")
+        # WordPiece makes a whole word [UNK] when it cannot finish it; the op keeps the pieces it found and
+        # appends [UNK]. So a word with a character outside the alphabet becomes one marker -> [UNK] alone.
+        text = g.regex(text, "(^| )[^ ]*\\x{2}[^ ]*", "\\1" + self._marker)
+        only_first, only_cont = self._first - self._cont, self._cont - self._first
+        if only_first or only_cont:  # characters allowed at one end of a word only
+            cls_first = _re2_class(set(only_cont)) or "\\x{2}"
+            cls_later = _re2_class(set(only_first)) or "\\x{2}"
+            text = g.regex(text, f"(^| )(?:[{cls_first}]|[^ ]+[{cls_later}])[^ ]*", "\\1" + self._marker)
+        g.nodes.append(helper.make_node("Identity", [text], ["tok_clean"]))
 
-        def const(name: str, values: Sequence[int]) -> onnx.NodeProto:
-            return helper.make_node(
-                "Constant", [], [name], value=helper.make_tensor(name, i64, [len(values)], list(values))
-            )
-
-        def scalar(name: str, value: int) -> onnx.NodeProto:
-            return helper.make_node("Constant", [], [name], value=helper.make_tensor(name, i64, [], [value]))
-
-        # Loop body: tokenize text[i] alone, append its ids to the sequence, emit its length.
+        # Loop body: one string -> its ids (the op would read two strings as a sentence pair).
         body = helper.make_graph(
             [
-                helper.make_node("Gather", ["tok_clean", "tok_i"], ["tok_one"], axis=0),
-                const("tok_axis0", [0]),
-                helper.make_node("Unsqueeze", ["tok_one", "tok_axis0"], ["tok_one_1d"]),
+                helper.make_node("Gather", ["tok_clean", "tok_i"], ["tok_one_str"], axis=0),
+                g.const("tok_body_axis0", [0]),
+                helper.make_node("Unsqueeze", ["tok_one_str", "tok_body_axis0"], ["tok_one_str_1d"]),
                 helper.make_node(
                     "BertTokenizer",
-                    ["tok_one_1d"],
+                    ["tok_one_str_1d"],
                     ["tok_ids", "tok_types_one", "tok_mask_one"],
                     domain=CONTRIB_DOMAIN,
                     vocab_file="\n".join(self._vocab),
-                    do_lower_case=int(self.lower_case),
-                    # Hugging Face strips accents whenever it lower-cases (strip_accents=None)
-                    strip_accents=int(self.lower_case),
+                    # normalization is done above; the op only splits on spaces/punctuation and looks up
+                    do_lower_case=0,
+                    strip_accents=0,
                     tokenize_chinese_chars=1,
                     max_length=self.max_length,
                 ),
@@ -165,48 +334,11 @@ class BertTokenize(OnnxStage):
                 helper.make_tensor_value_info("tok_len", i64, [1]),
             ],
         )
-
-        # Hugging Face's normalizer and pre-tokenizer use Unicode categories where the op has its own
-        # narrower tables; these rewrites bring the op's input to what Hugging Face would see.
-        rewrites = [
-            # drop control and format characters (zero-width space, BOM, soft hyphen...) but keep \t \n \r
-            (r"[\x{0}-\x{8}\x{b}\x{c}\x{e}-\x{1f}\x{7f}-\x{9f}\p{Cf}]", ""),
-            # every Unicode punctuation mark and ASCII symbol is a token of its own
-            (r"([\p{P}!-/:-@\[-`{-~])", r" \1 "),
-        ]
-        if self.lower_case:
-            # accent stripping: combining marks go (the op maps precomposed letters itself)
-            rewrites.append((r"\p{Mn}", ""))
-        nodes = []
-        initializers = []
-        current = "text"
-        for k, (pattern, rewrite) in enumerate(rewrites):
-            initializers.append(helper.make_tensor(f"tok_pattern{k}", TensorProto.STRING, [1], [pattern.encode()]))
-            initializers.append(helper.make_tensor(f"tok_rewrite{k}", TensorProto.STRING, [1], [rewrite.encode()]))
-            out = f"tok_text{k}"
-            nodes.append(
-                helper.make_node(
-                    "StringRegexReplace",
-                    [current, f"tok_pattern{k}", f"tok_rewrite{k}"],
-                    [out],
-                    domain=CONTRIB_DOMAIN,
-                    global_replace=1,
-                )
-            )
-            current = out
-        nodes += [
-            helper.make_node("Identity", [current], ["tok_clean"]),
+        g.nodes += [
             helper.make_node("Shape", ["text"], ["tok_batch_1d"]),
-            const("tok_axes0", [0]),
-            const("tok_axes1", [1]),
-            const("tok_zero_1d", [0]),
-            const("tok_minus1_1d", [-1]),
-            scalar("tok_zero", 0),
-            scalar("tok_one_i64", 1),
-            scalar("tok_pad", self.pad_id),
             helper.make_node("Squeeze", ["tok_batch_1d", "tok_axes0"], ["tok_batch"]),
             # seeded with an empty tensor so ConcatFromSequence has an input even for an empty batch
-            const("tok_none", []),
+            g.const("tok_none", []),
             helper.make_node("SequenceConstruct", ["tok_none"], ["tok_seq0"]),
             helper.make_node("Loop", ["tok_batch", "", "tok_seq0"], ["tok_seq", "tok_lens_2d"], body=body),
             helper.make_node("Reshape", ["tok_lens_2d", "tok_minus1_1d"], ["tok_lens"]),  # [B]
@@ -216,7 +348,7 @@ class BertTokenize(OnnxStage):
             # all ids back to back, and where each row starts in it
             helper.make_node("ConcatFromSequence", ["tok_seq"], ["tok_flat"], axis=0),
             helper.make_node("CumSum", ["tok_lens", "tok_zero"], ["tok_starts"], exclusive=1),
-            helper.make_node("Range", ["tok_zero", "tok_maxlen", "tok_one_i64"], ["tok_pos"]),  # [L]
+            helper.make_node("Range", ["tok_zero", "tok_maxlen", "tok_one"], ["tok_pos"]),  # [L]
             helper.make_node("Unsqueeze", ["tok_pos", "tok_axes0"], ["tok_pos_row"]),  # [1, L]
             helper.make_node("Unsqueeze", ["tok_lens", "tok_axes1"], ["tok_lens_col"]),  # [B, 1]
             helper.make_node("Unsqueeze", ["tok_starts", "tok_axes1"], ["tok_starts_col"]),  # [B, 1]
@@ -224,7 +356,7 @@ class BertTokenize(OnnxStage):
             helper.make_node("Add", ["tok_starts_col", "tok_pos_row"], ["tok_index_raw"]),
             # padding positions point past their row; clamp them into the buffer (their value is replaced)
             helper.make_node("Shape", ["tok_flat"], ["tok_total_1d"]),
-            helper.make_node("Sub", ["tok_total_1d", "tok_one_i64"], ["tok_last_1d"]),
+            helper.make_node("Sub", ["tok_total_1d", "tok_one"], ["tok_last_1d"]),
             helper.make_node("Squeeze", ["tok_last_1d", "tok_axes0"], ["tok_last"]),
             helper.make_node("Max", ["tok_last", "tok_zero"], ["tok_last0"]),
             helper.make_node("Min", ["tok_index_raw", "tok_last0"], ["tok_index"]),
@@ -235,17 +367,52 @@ class BertTokenize(OnnxStage):
             helper.make_node("Mul", ["attention_mask", "tok_zero"], ["token_type_ids"]),
         ]
         graph = helper.make_graph(
-            nodes,
+            g.string_nodes() + g.nodes,
             "bert_tokenize",
             [helper.make_tensor_value_info("text", TensorProto.STRING, ["batch"])],
             [helper.make_tensor_value_info(n, i64, ["batch", "sequence"]) for n in self.output_names],
-            initializer=initializers,
         )
         return helper.make_model(
             graph,
             opset_imports=[helper.make_opsetid("", opset), helper.make_opsetid(CONTRIB_DOMAIN, 1)],
             producer_name="onnxpipe",
         )
+
+
+class _GraphBuilder:
+    """A node list whose string constants (regex patterns, separators) become Constant nodes up front."""
+
+    def __init__(self) -> None:
+        self.nodes: list[onnx.NodeProto] = []
+        self.strings: dict[str, tuple[str, ...]] = {}  # name -> values (1-tuple: a scalar... see string_nodes)
+
+    def regex(self, value: str, pattern: str, rewrite: str) -> str:
+        k = sum(1 for n in self.nodes if n.op_type == "StringRegexReplace")
+        pat, rew, out = f"tok_pattern{k}", f"tok_rewrite{k}", f"tok_text{k + 2}"
+        self.strings[pat] = (pattern,)
+        self.strings[rew] = (rewrite,)
+        self.nodes.append(
+            helper.make_node("StringRegexReplace", [value, pat, rew], [out], domain=CONTRIB_DOMAIN, global_replace=1)
+        )
+        return out
+
+    def string_nodes(self) -> list[onnx.NodeProto]:
+        nodes = []
+        for name, values in self.strings.items():
+            # "tok_empty_1d" is concatenated to string vectors, so 1-D; the others are scalars
+            dims = [len(values)] if name.endswith("_1d") else []
+            tensor = helper.make_tensor(name, TensorProto.STRING, dims, [v.encode() for v in values])
+            nodes.append(helper.make_node("Constant", [], [name], value=tensor))
+        return nodes
+
+    @staticmethod
+    def const(name: str, values: Sequence[int]) -> onnx.NodeProto:
+        tensor = helper.make_tensor(name, TensorProto.INT64, [len(values)], list(values))
+        return helper.make_node("Constant", [], [name], value=tensor)
+
+    @staticmethod
+    def scalar(name: str, value: int) -> onnx.NodeProto:
+        return helper.make_node("Constant", [], [name], value=helper.make_tensor(name, TensorProto.INT64, [], [value]))
 
 
 def _as_strings(text: Any) -> list[str]:

@@ -18,7 +18,7 @@ OUT = ROOT / "build" / "demo"
 EXAMPLES = {
     "digits": "image classifier: any-size RGB digit -> resize -> normalize -> CNN -> softmax -> top-3 labels",
     "detector": "detector: letterbox -> tiny CNN -> box decoding -> batched NMS -> boxes in image coordinates",
-    "tagger": "CRF tagger: tokens -> BiGRU emissions -> Viterbi decoding (ONNX Loop)",
+    "tagger": "CRF tagger: tokens -> conv emissions -> CRF Viterbi decoding (ONNX Loop)",
     "minilm": "sentence embeddings: strings -> in-graph BERT tokenizer -> all-MiniLM-L6-v2 -> mean pool -> L2",
 }
 

@@ -316,3 +316,36 @@ def test_argument_errors_name_the_problem(tmp_path):
     net.drop = torch.nn.Dropout(0.5)
     with pytest.raises(ExportError, match="training mode"):
         export_pipeline(None, net.train(), None, example_inputs={"x": torch.ones(1, 3, 8, 8)}, path=tmp_path / "x.onnx")
+
+
+class MaskedSum(torch.nn.Module):
+    """x [B, T], lengths [B]: sum of the first lengths[b] values; lengths beyond T are invalid input."""
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        if not torch.compiler.is_compiling() and not torch.jit.is_tracing() and bool((lengths > x.shape[1]).any()):
+            raise ValueError(f"lengths must be <= T={x.shape[1]}")
+        mask = torch.arange(x.shape[1]).unsqueeze(0) < lengths.unsqueeze(1)
+        return (x * mask).sum(1)
+
+
+def test_generated_inputs_the_eager_pipeline_rejects_are_reported_not_hidden(tmp_path):
+    res = export_pipeline(None, MaskedSum(), None,
+                          example_inputs={"x": torch.randn(3, 8), "lengths": torch.tensor([8, 2, 5])},
+                          dynamic_axes={"x": {0: "batch", 1: "time"}, "lengths": {0: "batch"}},
+                          path=tmp_path / "m.onnx")
+    cases = res.report["verification"]["cases"]
+    skipped = [c for c in cases if "skipped" in c]
+    assert skipped and all("lengths must be <= T" in c["skipped"] for c in skipped)
+    assert len([c for c in cases if "skipped" not in c]) >= 3  # the example and the grown shapes were checked
+
+
+def test_verification_needs_at_least_one_other_shape(tmp_path):
+    class OnlyTime8(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if not torch.compiler.is_compiling() and x.shape[1] != 8:
+                raise ValueError("time must be 8")
+            return x * 2
+
+    with pytest.raises(ExportVerificationError, match="could not try any shape other than the example"):
+        export_pipeline(None, OnlyTime8(), None, example_inputs={"x": torch.randn(2, 8)},
+                        dynamic_axes={"x": {1: "time"}}, path=tmp_path / "o.onnx")

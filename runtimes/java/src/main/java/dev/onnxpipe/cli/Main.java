@@ -69,7 +69,8 @@ public final class Main {
             return 0;
           }
           case "--version" -> {
-            out.println("onnxpipe-java " + version());
+            out.println("onnxpipe-java " + version() + " (onnxruntime "
+                + ai.onnxruntime.OrtEnvironment.getEnvironment().getVersion() + ", Java " + Runtime.version() + ")");
             return 0;
           }
           case "--stacktrace" -> stacktrace = true;

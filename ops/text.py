@@ -182,8 +182,10 @@ class BertTokenize(OnnxStage):
         self.lower_case = bool(lower_case)
         self.max_length = int(max_length)
         self.pad_id = self._vocab.index("[PAD]")
+        self.sep_id = self._vocab.index("[SEP]")
         self._first, self._cont, self._marker = _alphabet(self._vocab, str(vocab_file))
         self._hf: Any = None
+        self._map: str | None = None
 
     def describe(self) -> str:
         return f"BertTokenize(max_length={self.max_length}, lower_case={self.lower_case})"
@@ -213,6 +215,11 @@ class BertTokenize(OnnxStage):
 
     # -- ONNX lowering --------------------------------------------------------------------------------------
     def _char_map(self) -> str:
+        if self._map is None:
+            self._map = self._make_char_map()
+        return self._map
+
+    def _make_char_map(self) -> str:
         """StringMapping's table: each character -> its normalized form, pre-split and classified.
 
         Punctuation and CJK ideographs get spaces around them (they are words of their own), characters
@@ -309,15 +316,24 @@ class BertTokenize(OnnxStage):
                 helper.make_node(
                     "BertTokenizer",
                     ["tok_one_str_1d"],
-                    ["tok_ids", "tok_types_one", "tok_mask_one"],
+                    ["tok_ids_full", "tok_types_one", "tok_mask_one"],
                     domain=CONTRIB_DOMAIN,
                     vocab_file="\n".join(self._vocab),
                     # normalization is done above; the op only splits on spaces/punctuation and looks up
                     do_lower_case=0,
                     strip_accents=0,
                     tokenize_chinese_chars=1,
-                    max_length=self.max_length,
                 ),
+                # truncate here, not with the op's max_length: the op ignores max_length <= 2
+                helper.make_node("Shape", ["tok_ids_full"], ["tok_full_len"]),
+                g.const("tok_body_max", [self.max_length]),
+                g.const("tok_body_start", [0]),
+                g.const("tok_body_one", [1]),
+                g.const("tok_body_sep", [self.sep_id]),
+                helper.make_node("Min", ["tok_full_len", "tok_body_max"], ["tok_keep_len"]),
+                helper.make_node("Sub", ["tok_keep_len", "tok_body_one"], ["tok_head_len"]),
+                helper.make_node("Slice", ["tok_ids_full", "tok_body_start", "tok_head_len"], ["tok_head"]),
+                helper.make_node("Concat", ["tok_head", "tok_body_sep"], ["tok_ids"], axis=0),
                 helper.make_node("SequenceInsert", ["tok_seq_in", "tok_ids"], ["tok_seq_out"]),
                 helper.make_node("Shape", ["tok_ids"], ["tok_len"]),
                 helper.make_node("Identity", ["tok_cond_in"], ["tok_cond_out"]),

@@ -68,7 +68,7 @@ class ServerProcess:
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "onnxpipe_runtime.serve", str(model), "--name", name, "--port", "0",
-             "--log-level", "WARNING", *flags],
+             "--log-level", "INFO", *flags],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
         self.address: str | None = None
         self._ready = threading.Event()
@@ -90,7 +90,8 @@ class ServerProcess:
             raise SystemExit(f"bench_serve: the server did not start: {err[-2000:]}")
         return self.address
 
-    def stop(self) -> None:
+    def stop(self) -> str:
+        """SIGTERM; returns the server's closing statistics line (requests per run), if it printed one."""
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -98,6 +99,11 @@ class ServerProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(5)
+        err = self.proc.stderr.read() if self.proc.stderr and not self.proc.stderr.closed else ""
+        if self.proc.stderr:
+            self.proc.stderr.close()
+        m = re.search(r"model 'm': (.*requests per run)", err)
+        return m.group(1) if m else ""
 
 
 def _measure(call: Callable[[int, int], None], clients: int, seconds: float) -> tuple[float, list[float]]:
@@ -134,14 +140,44 @@ def _measure(call: Callable[[int, int], None], clients: int, seconds: float) -> 
     return len(flat) / elapsed, flat
 
 
+def _pipeline_name(model: Path) -> str:
+    from onnxpipe_runtime.modelfile import read_header
+
+    manifest = read_header(model.read_bytes(), str(model)).manifest or {}
+    return str(manifest.get("name", model.stem))
+
+
 def _row(label: str, clients: int, rps: float, lat: list[float]) -> str:
     q = statistics.quantiles(lat, n=100) if len(lat) >= 2 else [lat[0]] * 99
     return f"| {label} | {clients} | {rps:,.0f} | {q[49] * 1e3:.2f} | {q[98] * 1e3:.2f} |"
 
 
-def run(model: Path, seconds: float) -> tuple[list[str], float]:
+def _triton_caller(address: str, requests: list[dict[str, np.ndarray]]) -> tuple[Callable[[int, int], None], Callable[[], None]]:
+    """(call(client, i), close) with 16 tritonclient connections to ``address``."""
     import tritonclient.grpc as tc
 
+    clients = [tc.InferenceServerClient(address) for _ in range(16)]
+    kinds = {"O": "BYTES", "f": "FP32", "u": "UINT8"}
+
+    def call(k: int, i: int) -> None:
+        inputs = []
+        for name, a in requests[(k + i) % len(requests)].items():
+            t = tc.InferInput(name, list(a.shape), kinds[a.dtype.kind])
+            t.set_data_from_numpy(a)
+            inputs.append(t)
+        clients[k].infer("m", inputs, client_timeout=60)
+
+    for k in range(16):
+        call(k, 0)  # warm up every connection
+
+    def close() -> None:
+        for c in clients:
+            c.close()
+
+    return call, close
+
+
+def run(model: Path, seconds: float, rounds: int = 12) -> tuple[list[str], float]:
     from onnxpipe_runtime import Pipeline, default_threads
 
     make = _inputs(model)
@@ -151,54 +187,60 @@ def run(model: Path, seconds: float) -> tuple[list[str], float]:
         "sidecar, batching on": ServerProcess(model, "m"),
     }
     rows: list[str] = []
+    notes: list[str] = []
     try:
-        with Pipeline.load(model) as pipe:  # the baseline: the same runtime, no network, one caller
+        addresses = {label: server.wait_ready() for label, server in servers.items()}
+        off_call, off_close = _triton_caller(addresses["sidecar, batching off"], requests)
+        with Pipeline.load(model) as pipe:  # the baseline: the same runtime, same threads, no network
             for r in requests:
                 pipe.run(r)
-            rps, lat = _measure(lambda k, i: pipe.run(requests[i % 16]), 1, seconds)
-            rows.append(_row("in-process `Pipeline.run`", 1, rps, lat))
-            in_process_p50 = statistics.median(lat)
-        served_p50 = 0.0
+            # interleaved short slices, so the shared machine's drifting load hits both sides alike
+            local: tuple[list[float], float] = ([], 0.0)
+            served: tuple[list[float], float] = ([], 0.0)
+            for _ in range(rounds):
+                rps, lat = _measure(lambda k, i: pipe.run(requests[i % 16]), 1, seconds / rounds)
+                local = (local[0] + lat, local[1] + len(lat) / rps)
+                rps, lat = _measure(off_call, 1, seconds / rounds)
+                served = (served[0] + lat, served[1] + len(lat) / rps)
+        rows.append(_row("in-process `Pipeline.run`", 1, len(local[0]) / local[1], local[0]))
+        rows.append(_row("sidecar, batching off", 1, len(served[0]) / served[1], served[0]))
+        overhead = (statistics.median(served[0]) - statistics.median(local[0])) * 1e3
+        rps, lat = _measure(off_call, 16, seconds)
+        rows.append(_row("sidecar, batching off", 16, rps, lat))
+        off_close()
+        on_call, on_close = _triton_caller(addresses["sidecar, batching on"], requests)
+        for n in (1, 16):
+            rps, lat = _measure(on_call, n, seconds)
+            rows.append(_row("sidecar, batching on", n, rps, lat))
+        on_close()
         for label, server in servers.items():
-            address = server.wait_ready()
-            clients = [tc.InferenceServerClient(address) for _ in range(16)]
-
-            def call(k: int, i: int) -> None:
-                x = requests[(k + i) % 16]
-                inputs = []
-                for name, a in x.items():
-                    t = tc.InferInput(name, list(a.shape), {"O": "BYTES", "f": "FP32", "u": "UINT8"}[a.dtype.kind])
-                    t.set_data_from_numpy(a)
-                    inputs.append(t)
-                clients[k].infer("m", inputs, client_timeout=60)
-
-            for k in range(16):
-                call(k, 0)  # warm up every connection
-            for n in (1, 16):
-                rps, lat = _measure(call, n, seconds)
-                rows.append(_row(label, n, rps, lat))
-                if n == 1 and "off" in label:
-                    served_p50 = statistics.median(lat)
-            for c in clients:
-                c.close()
-            server.stop()
+            stats = server.stop()
+            if stats:
+                notes.append(f"{label}: {stats}")
     finally:
         for server in servers.values():
             server.stop()
     header = [
-        f"Model: `{model.relative_to(ROOT) if model.is_relative_to(ROOT) else model}`, one sentence per request; "
+        f"Model: `{model.name}` (pipeline {_pipeline_name(model)!r}, {model.stat().st_size / 1e6:.0f} MB), "
+        "one sentence per request; "
         f"{os.cpu_count()} CPUs visible, runtime threads {default_threads()}, {platform.processor() or platform.machine()}; "
-        f"{seconds:g} s per row, tritonclient (gRPC) clients in a separate process from the server.",
+        f"{seconds:g} s per row, tritonclient (gRPC) clients in a separate process from the server; "
+        f"load average at the start {os.getloadavg()[0]:.1f} (a shared machine: compare rows, not runs).",
         "",
         "| mode | clients | requests/s | p50 ms | p99 ms |",
         "|---|---|---|---|---|",
     ]
-    overhead = (served_p50 - in_process_p50) * 1e3
     footer = [
         "",
-        f"Per-request overhead of the gRPC hop (1 client, batching off, p50 served - p50 in-process): "
-        f"**{overhead:.2f} ms**. Batching trades up to `--max-delay-ms` (2 ms) of latency for throughput "
-        "under concurrency; requests that arrive while the model is busy join the next run without waiting.",
+        *[f"- {n}" for n in notes],
+        "",
+        f"Per-request overhead of the gRPC hop (1 client, batching off, p50 served - p50 in-process, measured "
+        f"in {rounds} interleaved slices): **{overhead:.2f} ms**"
+        + (" (negative: the shared machine's load swings more than the hop costs; rerun `make bench` on a quiet "
+           "machine for this number)" if overhead < 0 else "")
+        + ". Batching waits at most `--max-delay-ms` (2 ms) "
+        "and only for requests already on their way in; requests that arrive while the model is busy join the "
+        "next run.",
     ]
     return header + rows + footer, overhead
 

@@ -112,7 +112,9 @@ class Batcher:
         self._arriving = 0
         batched = {s.name for s in pipe.signature.inputs if axis is not None and s.shape[:1] == (axis,)}
         self._batched_inputs = frozenset(batched)
-        self.runs = 0  # number of model runs, for tests and logs
+        self.runs = 0  # model runs, for tests and logs (merged runs that failed count too)
+        self.requests = 0  # requests answered
+        self.rows = 0  # rows answered
         self._threads = [
             threading.Thread(target=self._work, name=f"onnxpipe-batch-{name}-{i}", daemon=True) for i in range(workers)
         ]
@@ -248,11 +250,15 @@ class Batcher:
         for job in batch:
             job.future.set_result({n: a[start : start + job.rows] for n, a in outputs.items()})
             start += job.rows
+        self.requests += len(batch)
+        self.rows += total
 
     def _run_alone(self, job: _Job) -> None:
         try:
             self.runs += 1
             job.future.set_result(self.pipe.run(job.feeds))
+            self.requests += 1
+            self.rows += job.rows
         except PipelineError as e:
             job.future.set_exception(from_pipeline_error(e))
 
@@ -269,3 +275,6 @@ class Batcher:
             while self._queue:
                 job = self._queue.popleft()
                 job.future.set_exception(RequestError("CLOSED", f"model {self.name!r}: the server stopped"))
+        if self.requests:
+            log.info("model %r: %d requests (%d rows) answered in %d runs, %.1f requests per run",
+                     self.name, self.requests, self.rows, self.runs, self.requests / max(1, self.runs))

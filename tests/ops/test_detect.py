@@ -384,3 +384,24 @@ def test_clip_and_unletterbox() -> None:
     assert out[1, 1:5].tolist() == [0.0, 0.0, 80.0, 30.0]
     assert torch.equal(out[:, [0, 5, 6]], det[:, [0, 5, 6]])
     assert math.isclose(float(scale), size / w, rel_tol=1e-6)
+
+
+# -- the detector example (eager only: its export is verified by `make vectors` / `make demo`) -------------
+
+
+def test_detector_example_weights_detect_the_generated_shapes() -> None:
+    from examples import detector
+
+    pre, model, post = detector.load_detector()
+    run = detector._eager_runner(pre, model, post)
+    metrics = detector.evaluate(run, detector.generate(40, detector.TRAIN_SIDES, seed=4321))
+    assert metrics["recall"] >= 0.75 and metrics["precision"] >= 0.6 and metrics["mean_iou"] >= 0.65, metrics
+    for name, inputs in detector.vector_cases():
+        image = inputs["image"]
+        det = run(image)
+        assert det.dtype == np.float32 and det.shape[1] == 7, name
+        h, w = image.shape[1:3]
+        assert np.all((det[:, [1, 3]] >= 0) & (det[:, [1, 3]] <= w) & (det[:, [2, 4]] >= 0) & (det[:, [2, 4]] <= h))
+    kwargs = detector.factory()
+    assert kwargs["post"].onnxpipe_labels == detector.CLASSES
+    assert {"pre", "model", "post", "example_inputs", "dynamic_axes", "verify_inputs"} <= set(kwargs)

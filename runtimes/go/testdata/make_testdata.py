@@ -3,7 +3,8 @@ docs/vectors.md), for what the shared sets may not cover yet:
 
 - ``contrib``: a graph that needs ai.onnx.contrib (BertTokenizer), so loading onnxruntime-extensions is tested
   without the large MiniLM model;
-- ``scalars``: rank-0 outputs of every kind (float32, int64, bool, string) and an optional int64 input.
+- ``scalars``: rank-0 outputs of every kind (float32, int64, bool, string) and an optional int64 input;
+- ``strings``: strings in and out (standard ops), cheap enough for the many-runs memory test.
 
 The expected outputs come from the Python runtime. Deterministic; run from the repository root:
 
@@ -124,6 +125,38 @@ def scalars() -> tuple[onnx.ModelProto, list]:
     return finish(graph, man, False), cases
 
 
+def strings() -> tuple[onnx.ModelProto, list]:
+    """text string [n] -> reversed string [n] (Slice with step -1), echo string [n] (Identity)."""
+    inits = [
+        numpy_helper.from_array(np.array([-1], dtype=np.int64), "starts"),
+        numpy_helper.from_array(np.array([np.iinfo(np.int64).min], dtype=np.int64), "ends"),
+        numpy_helper.from_array(np.array([0], dtype=np.int64), "axes"),
+        numpy_helper.from_array(np.array([-1], dtype=np.int64), "steps"),
+    ]
+    nodes = [
+        helper.make_node("Slice", ["text", "starts", "ends", "axes", "steps"], ["reversed"], name="post/reverse"),
+        helper.make_node("Identity", ["text"], ["echo"], name="post/echo"),
+    ]
+    graph = helper.make_graph(
+        nodes, "strings",
+        [helper.make_tensor_value_info("text", TensorProto.STRING, ["n"])],
+        [helper.make_tensor_value_info("reversed", TensorProto.STRING, ["n"]),
+         helper.make_tensor_value_info("echo", TensorProto.STRING, ["n"])],
+        initializer=inits,
+    )
+    man = manifest(
+        "strings",
+        [{"name": "text", "dtype": "string", "shape": ["n"]}],
+        [{"name": "reversed", "dtype": "string", "shape": ["n"]}, {"name": "echo", "dtype": "string", "shape": ["n"]}],
+        [],
+    )
+    cases = [
+        ("mixed", {"text": np.array(["héllo wörld", "", "Tab\tand\nnewline", "東京 😀", "a" * 1000], dtype=object)}),
+        ("empty-batch", {"text": np.array([], dtype=object)}),
+    ]
+    return finish(graph, man, False), cases
+
+
 def write(name: str, model: onnx.ModelProto, cases: list) -> None:
     out = HERE / name
     shutil.rmtree(out, ignore_errors=True)
@@ -145,6 +178,7 @@ def write(name: str, model: onnx.ModelProto, cases: list) -> None:
 def main() -> None:
     write("contrib", *contrib())
     write("scalars", *scalars())
+    write("strings", *strings())
 
 
 if __name__ == "__main__":

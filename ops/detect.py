@@ -25,6 +25,7 @@ import torch
 from onnxpipe.stages import RuntimeInput
 
 __all__ = [
+    "DETECTION_COLUMNS",
     "BatchedNMS",
     "UnLetterbox",
     "box_cxcywh_to_xyxy",

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
+	"time"
 )
 
 // Many goroutines share one Pipeline, with different batch sizes and with and without the optional
@@ -164,5 +166,32 @@ func TestConcurrentCancel(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+}
+
+// Cancelling the context while ONNX Runtime is inside a long run stops that run (terminate flag), well
+// before it would finish (testdata/slow.onnx: ~100 s of Loop iterations).
+func TestConcurrentCancelDuringRun(t *testing.T) {
+	p := loadT(t, filepath.Join("testdata", "slow.onnx"))
+	ctx, cancel := context.WithTimeout(bg, 200*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	start := time.Now()
+	go func() {
+		_, err := p.Run(ctx, map[string]Tensor{"iterations": Scalar(int64(50_000_000))})
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.DeadlineExceeded) || Code(err) != "CANCELLED" {
+			t.Errorf("Run: %v (code %q); want context.DeadlineExceeded", err, Code(err))
+		}
+		t.Logf("stopped after %v", time.Since(start).Round(time.Millisecond))
+	case <-time.After(20 * time.Second):
+		t.Fatal("Run did not stop within 20 s of its context ending")
+	}
+	// The pipeline still runs afterwards.
+	if _, err := p.Run(bg, map[string]Tensor{"iterations": Scalar(int64(3))}); err != nil {
+		t.Errorf("Run after a cancelled run: %v", err)
 	}
 }

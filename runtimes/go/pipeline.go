@@ -123,8 +123,10 @@ func sessionOptions(threads int) (*ort.SessionOptions, error) {
 		o.SetIntraOpNumThreads(threads),
 		o.SetInterOpNumThreads(1),
 		o.SetExecutionMode(ort.ExecutionModeSequential),
-		// Overridable-initializer notices are expected: thresholds are inputs by design.
-		o.SetLogSeverityLevel(ort.LoggingLevelError),
+		// Every failure reaches the caller as an error value, so ONNX Runtime's own log lines would only
+		// repeat it on stderr (and break the CLI's one-line errors); overridable-initializer warnings are
+		// expected: thresholds are inputs by design.
+		o.SetLogSeverityLevel(ort.LoggingLevelFatal),
 	} {
 		if step != nil {
 			o.Destroy()

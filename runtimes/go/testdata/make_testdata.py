@@ -4,7 +4,9 @@ docs/vectors.md), for what the shared sets may not cover yet:
 - ``contrib``: a graph that needs ai.onnx.contrib (BertTokenizer), so loading onnxruntime-extensions is tested
   without the large MiniLM model;
 - ``scalars``: rank-0 outputs of every kind (float32, int64, bool, string) and an optional int64 input;
-- ``strings``: strings in and out (standard ops), cheap enough for the many-runs memory test.
+- ``strings``: strings in and out (standard ops), cheap enough for the many-runs memory test;
+- ``slow.onnx`` (not a vector set): a Loop whose trip count is an input, to cancel a run while ONNX Runtime
+  is inside it.
 
 The expected outputs come from the Python runtime. Deterministic; run from the repository root:
 
@@ -157,6 +159,34 @@ def strings() -> tuple[onnx.ModelProto, list]:
     return finish(graph, man, False), cases
 
 
+def slow() -> onnx.ModelProto:
+    """iterations int64 [] -> state float32 [1, 64]: iterations x (state = Tanh(state @ W))."""
+    w = np.linspace(-0.05, 0.05, 64 * 64, dtype=np.float32).reshape(64, 64)
+    body = helper.make_graph(
+        [helper.make_node("MatMul", ["state_in", "W"], ["product"]),
+         helper.make_node("Tanh", ["product"], ["state_out"]),
+         helper.make_node("Identity", ["cond_in"], ["cond_out"])],
+        "body",
+        [helper.make_tensor_value_info("i", TensorProto.INT64, []),
+         helper.make_tensor_value_info("cond_in", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("state_in", TensorProto.FLOAT, [1, 64])],
+        [helper.make_tensor_value_info("cond_out", TensorProto.BOOL, []),
+         helper.make_tensor_value_info("state_out", TensorProto.FLOAT, [1, 64])],
+    )
+    graph = helper.make_graph(
+        [helper.make_node("Loop", ["iterations", "true", "state0"], ["state"], body=body, name="model/loop")],
+        "slow",
+        [helper.make_tensor_value_info("iterations", TensorProto.INT64, [])],
+        [helper.make_tensor_value_info("state", TensorProto.FLOAT, [1, 64])],
+        initializer=[numpy_helper.from_array(w, "W"), numpy_helper.from_array(np.array(True), "true"),
+                     numpy_helper.from_array(np.ones((1, 64), dtype=np.float32), "state0")],
+    )
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], producer_name="onnxpipe-go-testdata")
+    m.ir_version = 8
+    onnx.checker.check_model(m)
+    return m
+
+
 def write(name: str, model: onnx.ModelProto, cases: list) -> None:
     out = HERE / name
     shutil.rmtree(out, ignore_errors=True)
@@ -179,6 +209,7 @@ def main() -> None:
     write("contrib", *contrib())
     write("scalars", *scalars())
     write("strings", *strings())
+    onnx.save(slow(), HERE.parent / "slow.onnx")
 
 
 if __name__ == "__main__":

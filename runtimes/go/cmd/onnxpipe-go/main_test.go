@@ -154,6 +154,16 @@ func TestErrors(t *testing.T) {
 	badJSON := filepath.Join(dir, "bad.json")
 	os.WriteFile(badJSON, []byte(`{"features": {"dtype": "float32", "shape": [1, 3], "data": [1, 2]}}`), 0o644)
 	basic := vectortest.Fixture("basic.onnx")
+	// A manifest naming an input the graph does not have: ONNX Runtime itself fails at run time.
+	raw, err := os.ReadFile(basic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	renamed := filepath.Join(dir, "renamed.onnx")
+	os.WriteFile(renamed, bytes.Replace(raw, []byte(`"name":"pixels"`), []byte(`"name":"pixelz"`), 1), 0o644)
+	renamedInputs := filepath.Join(dir, "renamed.json")
+	os.WriteFile(renamedInputs, []byte(`{"features": {"dtype": "float32", "shape": [1, 3], "data": [1, 2, 3]},
+		"pixelz": {"dtype": "uint8", "shape": [1, 1, 1, 3], "data": [1, 2, 3]}}`), 0o644)
 	for _, c := range []struct {
 		name   string
 		args   []string
@@ -166,6 +176,7 @@ func TestErrors(t *testing.T) {
 		{"missing input", []string{"run", basic, "--inputs", missingInput}, 1, []string{"INVALID_INPUT", `missing input "pixels"`}},
 		{"bad tensor JSON", []string{"run", basic, "--inputs", badJSON}, 1, []string{"INVALID_INPUT", `tensor "features": shape [1, 3] needs 3 values but data has 2`}},
 		{"no inputs file", []string{"run", basic, "--inputs", filepath.Join(dir, "none.json")}, 1, []string{"INVALID_INPUT", "none.json", "cannot read it"}},
+		{"runtime error", []string{"run", renamed, "--inputs", renamedInputs}, 1, []string{"RUNTIME", "pixelz"}},
 		{"no --inputs", []string{"run", basic}, 2, []string{"needs --inputs"}},
 		{"unknown command", []string{"serve"}, 2, []string{`unknown command "serve"`}},
 		{"unknown flag", []string{"run", basic, "--input", "x"}, 2, []string{`unknown flag "--input"`}},

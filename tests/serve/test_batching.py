@@ -44,14 +44,25 @@ class FakePipe:
         self.calls: list[int] = []
         self.gate = threading.Event()
         self.gate.set()
+        self.entered = threading.Event()  # a run has started (and may be held at the gate)
 
     def run(self, feeds):
+        self.entered.set()
         assert self.gate.wait(10)
         x = feeds["x"]
         self.calls.append(x.shape[0])
         if np.isnan(x).any():
             raise RunError("NaN in x")
         return {"y": x * 2}
+
+
+def _held(pipe: FakePipe, b: Batcher) -> None:
+    """Wait until the worker is inside a run, held at the gate, with nothing left in the queue."""
+    assert pipe.entered.wait(10)
+    end = time.monotonic() + 10
+    while b._queue:
+        assert time.monotonic() < end
+        time.sleep(0.001)
 
 
 def _batcher(pipe, **policy) -> Batcher:
@@ -65,7 +76,7 @@ def test_requests_queued_while_busy_merge_and_split_back():
     try:
         pipe.gate.clear()
         first = b.submit({"x": np.zeros((1, 2), np.float32)})
-        time.sleep(0.05)  # the worker now holds `first` at the gate
+        _held(pipe, b)  # the worker now holds `first` at the gate
         xs = [np.full((1 + i % 2, 2), i, np.float32) for i in range(5)]
         futures = [b.submit({"x": x}) for x in xs]
         pipe.gate.set()
@@ -130,7 +141,7 @@ def test_failing_request_fails_alone():
     try:
         pipe.gate.clear()
         b.submit({"x": np.zeros((1, 2), np.float32)})
-        time.sleep(0.05)
+        _held(pipe, b)
         good = [b.submit({"x": np.full((1, 2), i, np.float32)}) for i in range(3)]
         bad = b.submit({"x": np.full((1, 2), np.nan, np.float32)})
         pipe.gate.set()
@@ -150,7 +161,7 @@ def test_bounded_queue_refuses_with_overloaded():
     try:
         pipe.gate.clear()
         held = b.submit({"x": np.ones((1, 2), np.float32)})
-        time.sleep(0.05)
+        _held(pipe, b)
         queued = [b.submit({"x": np.ones((1, 2), np.float32)}) for _ in range(2)]
         with pytest.raises(RequestError) as e:
             b.submit({"x": np.ones((1, 2), np.float32)})

@@ -169,7 +169,10 @@ def test_requests_queued_behind_a_run_are_merged(tmp_path, batching):
             rows = [np.full((1 + i % 2, WIDTH), 0.1 * (i + 1), np.float32) for i in range(6)]
             with ThreadPoolExecutor(7) as ex:
                 first = ex.submit(lambda: infer(clients[6], "slow", {"x": big}).as_numpy("y"))
-                time.sleep(0.1)  # the big request is running now
+                end = time.monotonic() + TIMEOUT
+                while batcher.runs < 1 or batcher._queue:  # the big request is running now
+                    assert time.monotonic() < end
+                    time.sleep(0.002)
                 small = [ex.submit(lambda k=k, x=x: infer(clients[k], "slow", {"x": x}).as_numpy("y"))
                          for k, x in enumerate(rows)]
                 results = [f.result(TIMEOUT) for f in small]
@@ -419,17 +422,26 @@ def test_full_queue_is_resource_exhausted_and_recovers(tmp_path):
     with Server({"slow": model}, ServeOptions(port=0, max_queue=1, threads=2, grace_s=5.0)) as s:
         clients = [tc.InferenceServerClient(s.address) for _ in range(3)]
         try:
-            big = {"x": np.full((256, WIDTH), 0.01, np.float32)}
+            batcher = s.models["slow"].batcher
+            big = {"x": np.full((512, WIDTH), 0.01, np.float32)}
+
+            def until(condition, what):
+                end = time.monotonic() + TIMEOUT
+                while not condition():
+                    assert time.monotonic() < end, f"timed out waiting for {what}"
+                    time.sleep(0.005)
+
             with ThreadPoolExecutor(2) as ex:
                 running = ex.submit(infer, clients[0], "slow", big)
-                time.sleep(0.1)
+                until(lambda: batcher.runs == 1 and not batcher._queue, "the first request to run")
                 queued = ex.submit(infer, clients[1], "slow", {"x": big["x"][:100]})
-                time.sleep(0.1)
+                until(lambda: len(batcher._queue) == 1, "the second request to queue")
+                assert not running.done(), "the model ran too fast for this test to mean anything"
                 with pytest.raises(InferenceServerException) as e:
                     infer(clients[2], "slow", {"x": big["x"][:1]})
                 assert e.value.status() == "StatusCode.RESOURCE_EXHAUSTED"
                 assert "[OVERLOADED]" in e.value.message() and "--max-queue 1" in e.value.message()
-                assert running.result(TIMEOUT).as_numpy("y").shape == (256, WIDTH)
+                assert running.result(TIMEOUT).as_numpy("y").shape == (512, WIDTH)
                 assert queued.result(TIMEOUT).as_numpy("y").shape == (100, WIDTH)
             assert infer(clients[2], "slow", {"x": big["x"][:1]}).as_numpy("y").shape == (1, WIDTH)
         finally:

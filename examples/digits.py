@@ -204,7 +204,7 @@ def demo(path: Path) -> None:
                   f"labels identical to eager PyTorch: {same}, max |score - eager| {diff:.1e}")
             if k == 0:
                 for i in range(4):
-                    pairs = ", ".join(f"{lab} {s:.2f}" for lab, s in zip(out["label"][i], out["score"][i]))
+                    pairs = ", ".join(f"{lab} {s:.2f}" for lab, s in zip(out["label"][i], out["score"][i], strict=True))
                     print(f"    digit {test_labels[i]}: {pairs}")
         strict = pipe.run({"image": render(test_images[:8], 32, 32, seed=9),
                            "score_threshold": np.array(0.999, dtype=np.float32)})

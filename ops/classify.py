@@ -35,7 +35,9 @@ def _check_scores(op: str, scores: Any, classes: int | None = None) -> None:
         raise ValueError(f"{op}: input 'scores': expected shape [batch, classes], got {list(scores.shape)}")
     c = scores.shape[-1]
     if classes is not None and isinstance(c, int) and c != classes:
-        raise ValueError(f"{op}: input 'scores': expected {classes} classes (one per label), got shape {list(scores.shape)}")
+        raise ValueError(
+            f"{op}: input 'scores': expected {classes} classes (one per label), got shape {list(scores.shape)}"
+        )
 
 
 def _check_labels(op: str, labels: Any) -> list[str] | None:
@@ -151,7 +153,9 @@ class _TopKIds(torch.nn.Module):
         _check_scores("TopK", scores, self.classes)
         c = scores.shape[-1]
         if isinstance(c, int) and c < self.k:
-            raise ValueError(f"TopK: input 'scores': expected at least k={self.k} classes, got shape {list(scores.shape)}")
+            raise ValueError(
+                f"TopK: input 'scores': expected at least k={self.k} classes, got shape {list(scores.shape)}"
+            )
         if torch.compiler.is_exporting() or torch.onnx.is_in_onnx_export():
             score, ids = torch.topk(scores, self.k, dim=-1, largest=True, sorted=True)
         else:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 import torch.nn.functional as F
@@ -235,7 +236,9 @@ class Letterbox(torch.nn.Module):
     ``[0, W] x [0, H]``.
     """
 
-    def __init__(self, size: int, fill: float = 114 / 255, mode: str = "bilinear", antialias: bool | None = None) -> None:
+    def __init__(
+        self, size: int, fill: float = 114 / 255, mode: str = "bilinear", antialias: bool | None = None
+    ) -> None:
         super().__init__()
         self.size = _check_size("Letterbox: size", size)[0] if isinstance(size, int) else None
         if self.size is None:
@@ -259,8 +262,9 @@ class Letterbox(torch.nn.Module):
         y = _interpolate(images, (new_h, new_w), self.mode, self.antialias)
         left = (s - new_w) // 2
         top = (s - new_h) // 2
-        y = F.pad(y, (left, s - new_w - left, top, s - new_h - top), value=self.fill)
-        scale = torch.full((), s, dtype=torch.float32) / long
+        # the amounts are SymInts while exporting: the padding is computed in the graph
+        y = F.pad(y, cast(list[int], [left, s - new_w - left, top, s - new_h - top]), value=self.fill)
+        scale = cast(torch.Tensor, torch.full((), s, dtype=torch.float32) / long)
         pad = torch.stack([torch.full((), left, dtype=torch.float32), torch.full((), top, dtype=torch.float32)])
         return y, scale, pad
 
@@ -273,6 +277,9 @@ class Normalize(torch.nn.Module):
 
     ``mean`` and ``std`` have one value per channel; the input must have ``len(mean)`` channels.
     """
+
+    mean: torch.Tensor
+    std: torch.Tensor
 
     def __init__(self, mean: Sequence[float], std: Sequence[float]) -> None:
         super().__init__()
@@ -314,6 +321,8 @@ class ChannelOrder(torch.nn.Module):
     ``source`` / ``target`` name the channels (the same letters, each once). ``dim`` is the channel axis:
     -3 for [N, C, H, W] / [C, H, W] (after ToFloat), -1 for uint8 [N, H, W, C] before it. Any dtype.
     """
+
+    order: torch.Tensor
 
     def __init__(self, source: str = "RGB", target: str = "BGR", dim: int = -3) -> None:
         super().__init__()

@@ -140,8 +140,9 @@ def test_topk_with_labels_and_unknown_exported(tmp_path, exporter):
     assert [s["kind"] for s in m["stages"]] == ["torch"]  # post: a torch segment + the ONNX label lookup
     rng = np.random.default_rng(2)
     with Pipeline.load(ep.path, threads=1) as pipe:
-        for x, thr in ((rng.normal(size=(5, 6)).astype(np.float32) * 3, None), (np.zeros((1, 6), np.float32), 0.1),
-                       (rng.normal(size=(2, 6)).astype(np.float32), 0.0), (rng.normal(size=(3, 6)).astype(np.float32), 1.0)):
+        cases = [(rng.normal(size=(5, 6)).astype(np.float32) * 3, None), (np.zeros((1, 6), np.float32), 0.1),
+                 (rng.normal(size=(2, 6)).astype(np.float32), 0.0), (rng.normal(size=(3, 6)).astype(np.float32), 1.0)]
+        for x, thr in cases:
             feed = {"logits": x} if thr is None else {"logits": x, "score_threshold": np.float32(thr)}
             got = pipe.run(feed)
             want = _topk_reference(_softmax(x), 3, 0.3 if thr is None else thr, LABELS)

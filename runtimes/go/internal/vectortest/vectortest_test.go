@@ -2,6 +2,8 @@ package vectortest
 
 import (
 	"math"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -44,5 +46,40 @@ func TestCompare(t *testing.T) {
 	err := CompareAll(map[string]onnxpipe.Tensor{"a": i1, "extra": i1}, map[string]onnxpipe.Tensor{"a": i1, "b": i1}, tol)
 	if err == nil || !strings.Contains(err.Error(), `unexpected output "extra"`) || !strings.Contains(err.Error(), `missing output "b"`) {
 		t.Errorf("CompareAll: %v", err)
+	}
+}
+
+// No set is a failure; a missing model is a failure unless it is a not-yet-built .generated.onnx.
+func TestDiscoverAndModelPath(t *testing.T) {
+	empty := t.TempDir()
+	if _, err := DiscoverIn(empty); err == nil || !strings.Contains(err.Error(), "no golden vector sets found") {
+		t.Errorf("DiscoverIn(empty): %v", err)
+	}
+	dir := t.TempDir()
+	for name, model := range map[string]string{"big": "model.generated.onnx", "small": "model.onnx"} {
+		os.MkdirAll(filepath.Join(dir, name), 0o755)
+		spec := `{"name": "` + name + `", "model": "` + model + `", "generate": "make vectors", "requires": [],
+			"tolerance": {"float32": {"atol": 0.5, "rtol": 0}}, "cases": [{"name": "c", "inputs": "i.json", "expected": "e.json"}]}`
+		os.WriteFile(filepath.Join(dir, name, "vector.json"), []byte(spec), 0o644)
+	}
+	sets, err := DiscoverIn(dir)
+	if err != nil || len(sets) != 2 {
+		t.Fatalf("DiscoverIn: %v, %d sets", err, len(sets))
+	}
+	for _, s := range sets {
+		_, skip, err := s.ModelPath()
+		switch s.Name {
+		case "big":
+			if err != nil || !strings.Contains(skip, "run `make vectors` first") {
+				t.Errorf("generated model: skip %q, err %v", skip, err)
+			}
+		case "small":
+			if err == nil || skip != "" {
+				t.Errorf("missing committed model: skip %q, err %v; want an error", skip, err)
+			}
+		}
+		if s.Tolerance[onnxpipe.Float32].Atol != 0.5 || s.Tolerance[onnxpipe.Float64].Atol != 1e-9 {
+			t.Errorf("tolerance %v: the set's float32 entry and the default float64 entry", s.Tolerance)
+		}
 	}
 }

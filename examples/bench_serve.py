@@ -180,6 +180,7 @@ def _triton_caller(address: str, requests: list[dict[str, np.ndarray]]) -> tuple
 def run(model: Path, seconds: float, rounds: int = 12) -> tuple[list[str], float]:
     from onnxpipe_runtime import Pipeline, default_threads
 
+    load_at_start = os.getloadavg()[0]
     make = _inputs(model)
     requests = [make(i) for i in range(16)]
     servers = {
@@ -225,7 +226,7 @@ def run(model: Path, seconds: float, rounds: int = 12) -> tuple[list[str], float
         "one sentence per request; "
         f"{os.cpu_count()} CPUs visible, runtime threads {default_threads()}, {platform.processor() or platform.machine()}; "
         f"{seconds:g} s per row, tritonclient (gRPC) clients in a separate process from the server; "
-        f"load average at the start {os.getloadavg()[0]:.1f} (a shared machine: compare rows, not runs).",
+        f"load average at the start {load_at_start:.1f} (a shared machine: compare rows, not runs).",
         "",
         "| mode | clients | requests/s | p50 ms | p99 ms |",
         "|---|---|---|---|---|",

@@ -2,19 +2,20 @@ package onnxpipe
 
 import (
 	"context"
+	"os"
 	"path/filepath"
-	"runtime"
 	"testing"
 )
 
-// repoRoot is the repository root: two levels above this package.
+// repoRoot is the repository root (see vectortest.RepoRoot, which package onnxpipe's own tests cannot
+// import): two levels above this package's directory, the working directory of `go test`.
 func repoRoot(t testing.TB) string {
 	t.Helper()
-	_, file, _, ok := runtime.Caller(0)
-	if !ok {
-		t.Fatal("cannot locate the test source")
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
 	}
-	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
+	return filepath.Clean(filepath.Join(wd, "..", ".."))
 }
 
 func fixture(t testing.TB, name string) string {

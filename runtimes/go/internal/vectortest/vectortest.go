@@ -41,10 +41,24 @@ type Set struct {
 	Cases     []Case    `json:"cases"`
 }
 
-// RepoRoot is the repository root (this file is runtimes/go/internal/vectortest/vectortest.go).
+// RepoRoot is the repository root: four levels above this file, or (when built with -trimpath) the first
+// ancestor of the working directory holding VERSION and tests/vectors.
 func RepoRoot() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Clean(filepath.Join(filepath.Dir(file), "..", "..", "..", ".."))
+	if _, file, _, ok := runtime.Caller(0); ok && filepath.IsAbs(file) {
+		return filepath.Clean(filepath.Join(filepath.Dir(file), "..", "..", "..", ".."))
+	}
+	dir, _ := os.Getwd()
+	for ; filepath.Dir(dir) != dir; dir = filepath.Dir(dir) {
+		if fi, err := os.Stat(filepath.Join(dir, "VERSION")); err == nil && fi.Mode().IsRegular() && isDir(filepath.Join(dir, "tests", "vectors")) {
+			return dir
+		}
+	}
+	return ""
+}
+
+func isDir(path string) bool {
+	fi, err := os.Stat(path)
+	return err == nil && fi.IsDir()
 }
 
 // Fixture is the path of tests/fixtures/<name>.

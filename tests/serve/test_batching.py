@@ -203,3 +203,20 @@ def test_real_pipeline_merged_equals_alone():
                         np.testing.assert_allclose(got[name], want[name], rtol=1e-6)
         finally:
             b.close(5)
+
+
+def test_cancelled_requests_are_dropped_not_run():
+    pipe = FakePipe()
+    b = _batcher(pipe, max_batch=8, max_delay=0.0)
+    try:
+        pipe.gate.clear()
+        first = b.submit({"x": np.zeros((1, 2), np.float32)})
+        _held(pipe, b)
+        gone = b.submit({"x": np.ones((3, 2), np.float32)})
+        kept = b.submit({"x": np.ones((1, 2), np.float32)})
+        assert gone.cancel()
+        pipe.gate.set()
+        first.result(10), kept.result(10)
+        assert pipe.calls == [1, 1]  # the cancelled request's 3 rows never ran
+    finally:
+        b.close(5)

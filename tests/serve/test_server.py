@@ -465,3 +465,32 @@ def test_bad_requests_leave_nothing_behind(server, stub):
     assert threading.active_count() <= before + 2  # grpc may lazily start a poller thread
     assert not batcher._queue and not batcher._arriving
     assert stub.ModelInfer(typed_request("basic", basic_inputs(1)), timeout=TIMEOUT).outputs
+
+
+def test_deadline_passed_in_queue_is_dropped(tmp_path):
+    """A client that gives up while its request waits behind a long run gets DEADLINE_EXCEEDED, and its
+    request is never run (no work for nobody)."""
+    from conftest import WIDTH, slow_model
+
+    model = slow_model(tmp_path / "slow.onnx")
+    with Server({"slow": model}, ServeOptions(port=0, threads=2, grace_s=5.0)) as s:
+        batcher = s.models["slow"].batcher
+        clients = [tc.InferenceServerClient(s.address) for _ in range(2)]
+        try:
+            with ThreadPoolExecutor(1) as ex:
+                running = ex.submit(infer, clients[0], "slow", {"x": np.full((512, WIDTH), 0.01, np.float32)})
+                end = time.monotonic() + TIMEOUT
+                while batcher.runs < 1:
+                    assert time.monotonic() < end
+                    time.sleep(0.002)
+                t = tc.InferInput("x", [1, WIDTH], "FP32")
+                t.set_data_from_numpy(np.ones((1, WIDTH), np.float32))
+                with pytest.raises(InferenceServerException) as e:
+                    clients[1].infer("slow", [t], client_timeout=0.2)
+                assert e.value.status() == "StatusCode.DEADLINE_EXCEEDED"
+                running.result(TIMEOUT)
+            assert infer(clients[1], "slow", {"x": np.ones((1, WIDTH), np.float32)}).as_numpy("y").shape == (1, WIDTH)
+            assert batcher.runs == 2, batcher.runs  # the big run and the last one: the abandoned request never ran
+        finally:
+            for c in clients:
+                c.close()

@@ -21,7 +21,7 @@ import logging
 import threading
 import time
 from collections.abc import Hashable, Iterator, Mapping
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -191,12 +191,14 @@ class Batcher:
             except BaseException as e:
                 log.exception("model %r: batch of %d failed unexpectedly", self.name, len(batch))
                 for job in batch:
-                    if not job.future.done():
-                        job.future.set_exception(RequestError("RUNTIME", f"model {self.name!r}: internal error: {e}"))
+                    _fail(job, RequestError("RUNTIME", f"model {self.name!r}: internal error: {e}"))
 
     def _take(self) -> list[_Job]:
         """The next batch (called holding the lock; may wait, releasing it, until the oldest job's deadline)."""
         while True:
+            self._drop_cancelled()
+            if not self._queue:
+                return []
             first = self._queue[0]
             if not self.batching or first.rows == 0 or first.rows >= self.policy.max_batch:
                 return [self._queue.popleft()]
@@ -220,6 +222,11 @@ class Batcher:
                     self._cond.wait()
                 if not self._queue:
                     return []
+
+    def _drop_cancelled(self) -> None:
+        """Forget queued requests whose caller gave up (deadline passed, client cancelled or disconnected)."""
+        if any(j.future.cancelled() for j in self._queue):
+            self._queue = collections.deque(j for j in self._queue if not j.future.cancelled())
 
     def _run(self, batch: list[_Job]) -> None:
         if not batch:
@@ -248,7 +255,7 @@ class Batcher:
             return
         start = 0
         for job in batch:
-            job.future.set_result({n: a[start : start + job.rows] for n, a in outputs.items()})
+            _resolve(job, {n: a[start : start + job.rows] for n, a in outputs.items()})
             start += job.rows
         self.requests += len(batch)
         self.rows += total
@@ -256,11 +263,11 @@ class Batcher:
     def _run_alone(self, job: _Job) -> None:
         try:
             self.runs += 1
-            job.future.set_result(self.pipe.run(job.feeds))
+            _resolve(job, self.pipe.run(job.feeds))
             self.requests += 1
             self.rows += job.rows
         except PipelineError as e:
-            job.future.set_exception(from_pipeline_error(e))
+            _fail(job, from_pipeline_error(e))
 
     # -- lifetime ------------------------------------------------------------------------------------------
     def close(self, timeout: float = 30.0) -> None:
@@ -274,7 +281,21 @@ class Batcher:
         with self._cond:
             while self._queue:
                 job = self._queue.popleft()
-                job.future.set_exception(RequestError("CLOSED", f"model {self.name!r}: the server stopped"))
+                _fail(job, RequestError("CLOSED", f"model {self.name!r}: the server stopped"))
         if self.requests:
             log.info("model %r: %d requests (%d rows) answered in %d runs, %.1f requests per run",
                      self.name, self.requests, self.rows, self.runs, self.requests / max(1, self.runs))
+
+
+def _resolve(job: _Job, outputs: dict[str, np.ndarray]) -> None:
+    try:
+        job.future.set_result(outputs)
+    except InvalidStateError:  # cancelled by its caller meanwhile: nobody is listening
+        pass
+
+
+def _fail(job: _Job, error: BaseException) -> None:
+    try:
+        job.future.set_exception(error)
+    except InvalidStateError:
+        pass

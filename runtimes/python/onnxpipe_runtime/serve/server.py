@@ -244,11 +244,16 @@ class _Servicer(pb_grpc.GRPCInferenceServiceServicer):
 
     @staticmethod
     def _wait(model: _Model, future: futures.Future, context: grpc.ServicerContext) -> dict[str, np.ndarray]:
+        # a caller that goes away (cancel, disconnect, deadline) takes its queued request with it
+        context.add_callback(future.cancel)
         remaining = context.time_remaining()  # huge when the client set no deadline
         try:
             return future.result(timeout=remaining if remaining is not None and remaining < 1e6 else None)
         except futures.TimeoutError as e:
+            future.cancel()
             raise RequestError("DEADLINE", f"model {model.name!r}: the client's deadline passed") from e
+        except futures.CancelledError as e:
+            raise RequestError("CLOSED", f"model {model.name!r}: the call was cancelled") from e
 
 
 def _metadata(name: str, pipe: Pipeline) -> Any:

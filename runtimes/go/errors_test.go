@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -312,8 +313,14 @@ func TestContextCancelled(t *testing.T) {
 func TestThreads(t *testing.T) {
 	t.Setenv(EnvThreads, "")
 	n, err := DefaultThreads()
-	if err != nil || n < 1 {
-		t.Fatalf("DefaultThreads() = %d, %v", n, err)
+	if want := min(runtime.GOMAXPROCS(0), runtime.NumCPU()); err != nil || n != want {
+		t.Fatalf("DefaultThreads() = %d, %v; want min(GOMAXPROCS, affinity) = %d", n, err, want)
+	}
+	prev := runtime.GOMAXPROCS(1) // what a 1-CPU cgroup limit gives since Go 1.25
+	n, _ = DefaultThreads()
+	runtime.GOMAXPROCS(prev)
+	if n != 1 {
+		t.Errorf("DefaultThreads() with GOMAXPROCS 1 = %d, want 1", n)
 	}
 	t.Setenv(EnvThreads, "3")
 	if n, err := DefaultThreads(); n != 3 || err != nil {

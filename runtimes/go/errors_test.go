@@ -160,9 +160,9 @@ func TestOutputsAccessors(t *testing.T) {
 	if _, err := out.Tensor("nope"); err == nil || !strings.Contains(err.Error(), `no output "nope"`) {
 		t.Errorf("Tensor(nope): %v", err)
 	}
-	labels, err := out.String("label")
+	labels, err := out.Strings("label")
 	if err != nil || len(labels) != 2 {
-		t.Errorf("String(label) = %v, %v", labels, err)
+		t.Errorf("Strings(label) = %v, %v", labels, err)
 	}
 }
 

@@ -70,5 +70,5 @@ func (o Outputs) Int8(name string) ([]int8, error) { return OutputData[int8](o, 
 // Bool returns a bool output's elements.
 func (o Outputs) Bool(name string) ([]bool, error) { return OutputData[bool](o, name) }
 
-// String returns a string output's elements.
-func (o Outputs) String(name string) ([]string, error) { return OutputData[string](o, name) }
+// Strings returns a string output's elements.
+func (o Outputs) Strings(name string) ([]string, error) { return OutputData[string](o, name) }

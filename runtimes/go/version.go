@@ -6,7 +6,7 @@
 //	defer p.Close()
 //	img, _ := onnxpipe.ImageFile("seven.png")             // uint8 [1, H, W, 3]
 //	out, err := p.Run(ctx, map[string]onnxpipe.Tensor{"image": img})
-//	labels, _ := out.String("label")
+//	labels, _ := out.Strings("label")
 package onnxpipe
 
 // Version is the onnxpipe release this runtime belongs to; equal to the repository's VERSION file.

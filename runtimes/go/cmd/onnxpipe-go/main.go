@@ -4,8 +4,8 @@
 //	onnxpipe-go inspect MODEL                                the signature as JSON
 //	onnxpipe-go version                                      onnxpipe and ONNX Runtime versions
 //
-// FILE may be "-" for standard input. On error: a one-line message on stderr and exit status 1 (2 for
-// bad usage).
+// FILE may be "-" for standard input. On error: one line on stderr, "onnxpipe-go: CODE: message" with the
+// error code (INVALID_INPUT, MODEL_LOAD, MISSING_EXTENSION, RUNTIME, ...), and exit status 1; 2 for bad usage.
 package main
 
 import (
@@ -39,7 +39,7 @@ func main() {
 	}
 	msg := strings.Join(strings.Fields(err.Error()), " ") // one line, whatever ONNX Runtime wrote
 	if errors.Is(err, errUsage) {
-		fmt.Fprintf(os.Stderr, "onnxpipe-go: %s\n%s\n", msg, usage)
+		fmt.Fprintf(os.Stderr, "onnxpipe-go: %s (%s)\n", msg, strings.Join(strings.Fields(usage), " "))
 		os.Exit(2)
 	}
 	fmt.Fprintf(os.Stderr, "onnxpipe-go: %s: %s\n", onnxpipe.Code(err), msg)
@@ -51,6 +51,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) 
 		return fmt.Errorf("%w: no command given", errUsage)
 	}
 	cmd, rest := args[0], args[1:]
+	if cmd == "help" || cmd == "-h" || cmd == "--help" {
+		_, err := fmt.Fprintln(stdout, usage)
+		return err
+	}
 	flags, positional, err := parseArgs(rest, map[string]bool{"inputs": cmd == "run", "threads": cmd == "run"})
 	if err != nil {
 		return err

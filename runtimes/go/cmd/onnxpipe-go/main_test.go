@@ -190,7 +190,7 @@ func TestErrors(t *testing.T) {
 				t.Errorf("stdout %q, want nothing", stdout)
 			}
 			first, _, _ := strings.Cut(stderr, "\n")
-			if c.status == 1 && strings.Count(stderr, "\n") != 1 {
+			if strings.Count(stderr, "\n") != 1 {
 				t.Errorf("stderr is not one line: %q", stderr)
 			}
 			for _, w := range c.want {

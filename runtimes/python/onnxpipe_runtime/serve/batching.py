@@ -35,6 +35,9 @@ __all__ = ["BatchPolicy", "Batcher", "batch_axis"]
 
 log = logging.getLogger("onnxpipe.serve")
 
+#: a request's outputs: name -> array (its own rows only)
+Outputs = dict[str, np.ndarray]
+
 
 def batch_axis(signature: Signature) -> tuple[str | None, str]:
     """The name of the signature's batch axis, or None and the reason there is none."""
@@ -82,7 +85,7 @@ class _Job:
     rows: int
     key: Hashable
     arrival: float
-    future: Future = field(default_factory=Future)
+    future: Future[Outputs] = field(default_factory=Future)
 
 
 class Batcher:
@@ -138,7 +141,7 @@ class Batcher:
                 self._arriving -= 1
                 self._cond.notify_all()
 
-    def submit(self, feeds: Mapping[str, np.ndarray]) -> Future:
+    def submit(self, feeds: Mapping[str, np.ndarray]) -> Future[Outputs]:
         """Queue validated inputs; the future resolves to the outputs or a RequestError."""
         job = self._job(dict(feeds))
         with self._cond:

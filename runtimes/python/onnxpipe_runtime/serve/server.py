@@ -31,7 +31,7 @@ from onnxpipe_runtime.serve import codec
 from onnxpipe_runtime.serve._proto import grpc_service_pb2 as pb
 from onnxpipe_runtime.serve._proto import grpc_service_pb2_grpc as pb_grpc
 from onnxpipe_runtime.serve.auth import TokenInterceptor
-from onnxpipe_runtime.serve.batching import Batcher, BatchPolicy, batch_axis
+from onnxpipe_runtime.serve.batching import Batcher, BatchPolicy, Outputs, batch_axis
 from onnxpipe_runtime.serve.status import CODE_METADATA_KEY, RequestError, from_pipeline_error
 from onnxpipe_runtime.threads import default_threads
 
@@ -243,7 +243,7 @@ class _Servicer(pb_grpc.GRPCInferenceServiceServicer):
         return next(iter(asked.values())) if asked else raw_in
 
     @staticmethod
-    def _wait(model: _Model, future: futures.Future, context: grpc.ServicerContext) -> dict[str, np.ndarray]:
+    def _wait(model: _Model, future: futures.Future[Outputs], context: grpc.ServicerContext) -> Outputs:
         # a caller that goes away (cancel, disconnect, deadline) takes its queued request with it
         context.add_callback(future.cancel)
         remaining = context.time_remaining()  # huge when the client set no deadline

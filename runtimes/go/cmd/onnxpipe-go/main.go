@@ -28,7 +28,9 @@ const usage = `usage:
   onnxpipe-go inspect MODEL
   onnxpipe-go version`
 
-var errUsage = errors.New("usage")
+const oneLineUsage = "onnxpipe-go run MODEL --inputs FILE.json [--threads N] | inspect MODEL | version"
+
+var errUsage = errors.New("bad usage")
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
@@ -39,7 +41,7 @@ func main() {
 	}
 	msg := strings.Join(strings.Fields(err.Error()), " ") // one line, whatever ONNX Runtime wrote
 	if errors.Is(err, errUsage) {
-		fmt.Fprintf(os.Stderr, "onnxpipe-go: %s (%s)\n", msg, strings.Join(strings.Fields(usage), " "))
+		fmt.Fprintf(os.Stderr, "onnxpipe-go: %s (usage: %s)\n", msg, oneLineUsage)
 		os.Exit(2)
 	}
 	fmt.Fprintf(os.Stderr, "onnxpipe-go: %s: %s\n", onnxpipe.Code(err), msg)

@@ -129,8 +129,7 @@ public final class Main {
       }
       return 0;
     } catch (Usage e) {
-      err.println("onnxpipe-java: " + e.getMessage());
-      err.println("run 'onnxpipe-java --help' for usage");
+      err.println("onnxpipe-java: " + e.getMessage() + " (see onnxpipe-java --help)");
       return 2;
     } catch (PipelineException e) {
       err.println("onnxpipe-java: " + e.code() + ": " + oneLine(e.getMessage()));

@@ -79,7 +79,7 @@ class MainTest {
 
     Result usage = cli("run", BASIC.toString());
     assertEquals(2, usage.code());
-    assertTrue(usage.err().contains("--inputs"), usage.err());
+    assertOneLine(usage.err(), "--inputs");
     assertEquals(2, cli("frobnicate", "x").code());
     assertEquals(0, cli("--help").code());
   }

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import os
 import unicodedata
-from functools import lru_cache
 from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +35,9 @@ MIN_OPSET = 13
 # What Hugging Face's BertNormalizer + BertPreTokenizer do, prepared for the graph. The op's own character
 # tables are narrower (no Unicode lowercase for Greek/Cyrillic, no Hangul decomposition, fewer punctuation
 # marks...), so the graph normalizes first, the Hugging Face way, and the op only splits and looks up.
-#: clean_text drops control (Cc but tab/newline/CR), format (Cf) and private-use (Co) characters and U+FFFD
-CONTROL_CHARS = r"[\x{0}-\x{8}\x{b}\x{c}\x{e}-\x{1f}\x{7f}-\x{9f}\p{Cf}\p{Co}\x{fffd}]"
+#: clean_text drops control (Cc but tab/newline/CR), format (Cf) and private-use (Co) characters and U+FFFD;
+#: U+0003 is kept here: the graph uses it to carry special tokens through (user U+0003s become U+0004 first)
+CONTROL_CHARS = r"[\x{0}-\x{2}\x{4}-\x{8}\x{b}\x{c}\x{e}-\x{1f}\x{7f}-\x{9f}\p{Cf}\p{Co}\x{fffd}]"
 #: clean_text turns every Unicode space (tab, newline and CR included) into " "
 WHITESPACE = r"[\t\n\r\p{Z}]"
 #: the CJK ideograph blocks that are split into single characters (BERT's tokenize_chinese_chars)
@@ -47,6 +48,7 @@ CJK_RANGES = (
 # Placeholders written by the character map (the control-character pass has removed any in the input):
 _REMOVED = "\x01"  # a character normalization deletes (a combining mark when stripping accents)
 _UNFINISHABLE = "\x02"  # a character outside the vocabulary's alphabet: its word can only be [UNK]
+_SPECIAL = "\x03"  # brackets the number of a special token written in the text ("[MASK]" -> "\x030\x03")
 #: candidates for the character that stands for an unfinishable word: a symbol, not in the vocabulary
 _MARKERS = ("\U0001F600", "\u2603", "\u2318", "\U0001F9E9")
 
@@ -264,7 +266,12 @@ class BertTokenize(OnnxStage):
             # one extra empty row: StringJoin crashes on an empty batch; the Loop below skips that row
             helper.make_node("Concat", ["text", "tok_empty_1d"], ["tok_text1"], axis=0),
         ]
-        text = g.regex("tok_text1", CONTROL_CHARS, "")  # clean_text: controls and format characters go
+        # Hugging Face matches its special tokens ("[MASK]", ...) in the raw text, before normalizing: mark
+        # them with U+0003 (freed first: any in the text become U+0004, a control removed below like it)
+        text = g.regex("tok_text1", "\\x{3}", "\x04")
+        for k, token in enumerate(SPECIAL_TOKENS):
+            text = g.regex(text, "".join(f"\\x{{{ord(c):x}}}" for c in token), f" {_SPECIAL}{k}{_SPECIAL} ")
+        text = g.regex(text, CONTROL_CHARS, "")  # clean_text: controls and format characters go
         text = g.regex(text, WHITESPACE, " ")  # clean_text: every Unicode space becomes " "
         # normalize character by character: split, map, join back row by row
         g.nodes += [
@@ -300,6 +307,8 @@ class BertTokenize(OnnxStage):
         # WordPiece makes a whole word [UNK] when it cannot finish it; the op keeps the pieces it found and
         # appends [UNK]. So a word with a character outside the alphabet becomes one marker -> [UNK] alone.
         text = g.regex(text, "(^| )[^ ]*\\x{2}[^ ]*", "\\1" + self._marker)
+        # special tokens become marker + number: words the op finds in its vocabulary's extra entries
+        text = g.regex(text, "\\x{3}([0-9])\\x{3}", self._marker + "\\1")
         only_first, only_cont = self._first - self._cont, self._cont - self._first
         if only_first or only_cont:  # characters allowed at one end of a word only
             cls_first = _re2_class(set(only_cont)) or "\\x{2}"
@@ -316,14 +325,23 @@ class BertTokenize(OnnxStage):
                 helper.make_node(
                     "BertTokenizer",
                     ["tok_one_str_1d"],
-                    ["tok_ids_full", "tok_types_one", "tok_mask_one"],
+                    ["tok_ids_raw", "tok_types_one", "tok_mask_one"],
                     domain=CONTRIB_DOMAIN,
-                    vocab_file="\n".join(self._vocab),
+                    vocab_file="\n".join(self._vocab + [f"{self._marker}{k}" for k in range(len(SPECIAL_TOKENS))]),
                     # normalization is done above; the op only splits on spaces/punctuation and looks up
                     do_lower_case=0,
                     strip_accents=0,
                     tokenize_chinese_chars=1,
                 ),
+                # the extra entries (ids from len(vocab) on) -> the special tokens' ids
+                g.scalar("tok_body_vocab", len(self._vocab)),
+                g.scalar("tok_body_zero", 0),
+                g.const("tok_body_special", [self._vocab.index(t) for t in SPECIAL_TOKENS]),
+                helper.make_node("Sub", ["tok_ids_raw", "tok_body_vocab"], ["tok_extra_raw"]),
+                helper.make_node("Max", ["tok_extra_raw", "tok_body_zero"], ["tok_extra"]),
+                helper.make_node("Gather", ["tok_body_special", "tok_extra"], ["tok_special_ids"], axis=0),
+                helper.make_node("GreaterOrEqual", ["tok_ids_raw", "tok_body_vocab"], ["tok_is_special"]),
+                helper.make_node("Where", ["tok_is_special", "tok_special_ids", "tok_ids_raw"], ["tok_ids_full"]),
                 # truncate here, not with the op's max_length: the op ignores max_length <= 2
                 helper.make_node("Shape", ["tok_ids_full"], ["tok_full_len"]),
                 g.const("tok_body_max", [self.max_length]),

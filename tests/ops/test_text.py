@@ -41,6 +41,8 @@ CORPUS: dict[str, list[str]] = {
                  "The committee discussed the quarterly report, " * 60],
     "scripts": ["Ελληνικά και Русский текст", "Σίσυφος ΣΑΣ", "مرحبا بالعالم", "नमस्ते दुनिया", "สวัสดีชาวโลก",
                 "ქართული ენა", "𝔘𝔫𝔦𝔠𝔬𝔡𝔢 𝕞𝕒𝕥𝕙"],
+    "special": ["hello [MASK] world", "[CLS] x [SEP]", "a[UNK]b", "[PAD]", "[[MASK]]", "[mask] [unused1]",
+                "[MA\u200bSK]", "\x030\x03 x 😀0"],
     "spacing": ["   leading and trailing   ", "tabs\tand\nnewlines\r\nand\u00a0nbsp\u2003em-space\u3000ideographic",
                 "zero\u200bwidth\u200djoiner\ufeffbom soft\u00adhyphen", "\u0007bell\u001bescape\u007fdel",
                 "replacement \ufffd char, private \ue000 use"],

@@ -77,6 +77,25 @@ def _unique_node_names(g: onnx.GraphProto, used: set[str]) -> None:
                     _unique_node_names(sub, used)
 
 
+def split_passthrough(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, str]]:
+    """A copy of ``model`` where every graph output that is also a graph input (a value passed through
+    unchanged) is produced by an Identity under a new name; returns the copy and {output name: new name}."""
+    inputs = {vi.name for vi in model.graph.input}
+    shared = [vi.name for vi in model.graph.output if vi.name in inputs]
+    if not shared:
+        return model, {}
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    renamed = {}
+    for vi in m.graph.output:
+        if vi.name in shared:
+            new = f"{vi.name}__passthrough"
+            m.graph.node.append(helper.make_node("Identity", [vi.name], [new], name=f"passthrough_{vi.name}"))
+            renamed[vi.name] = new
+            vi.name = new
+    return m, renamed
+
+
 class Part:
     """One segment's ONNX model and how its boundary names map to the composed graph."""
 
@@ -215,6 +234,13 @@ def dtype_of(vi: onnx.ValueInfoProto) -> str:
             f"boundary; expected one of {sorted(ELEM_TO_DTYPE.values())}"
         )
     return ELEM_TO_DTYPE[elem]
+
+
+def symbols(expr: str) -> list[str]:
+    """The identifiers in a symbolic dim such as ``batch*2`` or ``s77``."""
+    import re
+
+    return re.findall(r"[A-Za-z_][A-Za-z0-9_]*", expr)
 
 
 def set_dim_names(vi: onnx.ValueInfoProto, axes: Mapping[int, str]) -> None:

@@ -169,9 +169,9 @@ def export_pipeline(
         if seg.onnx_native:
             stage: OnnxStage = seg.steps[0]
             say(f"building {seg.name} ({stage.describe()}) as ONNX")
-            part_model = stage.build(opset)
+            part_model, renamed = _graph.split_passthrough(stage.build(opset))
             local_in = list(stage.input_names)
-            local_out = list(stage.output_names)
+            local_out = [renamed.get(n, n) for n in stage.output_names]
             if seg.input_mode == "kwargs":
                 bound_in = [seg.input_names[seg.input_local.index(n)] for n in local_in]
             else:
@@ -212,6 +212,8 @@ def export_pipeline(
     }
     if verify:
         results = _verify(path, segments, inputs, input_axes, verify_inputs or [], tols, say)
+        if _name_output_dims(composed, results, input_axes):
+            manifest = _manifest(composed, segments, exporters, runtime_defaults, opset, metadata, path)
         manifest["verification"] = {"passed": True, "cases": [r.to_dict() for r in results]}
         _write(composed, manifest, path, vectors)
         report["verification"] = manifest["verification"]
@@ -233,6 +235,41 @@ def _check_dynamic(model: onnx.ModelProto, input_axes: Mapping[str, Mapping[int,
                 )
             if d != name:
                 _graph.set_dim_names(vi, {axis: name})
+
+
+def _name_output_dims(model: onnx.ModelProto, results: Sequence[Any],
+                      input_axes: Mapping[str, Mapping[int, str]]) -> bool:
+    """Name output dims the exporters left anonymous (TorchScript's ``Divoutput_dim_0``, dynamo's unbacked
+    ``u0``) from what verification observed: a dim equal to a named input dim in every case gets its name; one
+    that stayed the same positive size while the inputs changed is fixed. Anything else becomes unnamed."""
+    known = {d for axes in input_axes.values() for d in axes.values()}
+    ran = [r for r in results if r.skipped is None and r.output_shapes is not None]
+    if len(ran) < 2:
+        return False
+    dim_sizes: dict[str, list[int]] = {}
+    for name in sorted(known):
+        sizes = []
+        for r in ran:
+            where = next(((inp, a) for inp, axes in input_axes.items() for a, d in axes.items() if d == name), None)
+            sizes.append(r.shapes[where[0]][where[1]] if where else -1)
+        dim_sizes[name] = sizes
+    inputs_varied = len({json.dumps(r.shapes, sort_keys=True) for r in ran}) > 1
+    changed = False
+    for vi in model.graph.output:
+        dims = vi.type.tensor_type.shape.dim
+        for axis, d in enumerate(dims):
+            current = d.dim_param if d.HasField("dim_param") else None
+            if d.HasField("dim_value") or (current and all(t in known for t in _graph.symbols(current))):
+                continue
+            observed = [r.output_shapes[vi.name][axis] for r in ran]
+            named = next((n for n, sizes in dim_sizes.items() if sizes == observed and len(set(sizes)) > 1), None)
+            d.Clear()
+            if named is not None:
+                d.dim_param = named
+            elif len(set(observed)) == 1 and observed[0] > 0 and inputs_varied:
+                d.dim_value = observed[0]
+            changed = True
+    return changed
 
 
 def _manifest(model: onnx.ModelProto, segments: Sequence[_segments.Segment], exporters: Sequence[str],

@@ -101,6 +101,7 @@ class CaseResult:
     shapes: dict[str, list[int]]
     diffs: dict[str, dict[str, float]]
     skipped: str | None = None  # why a generated case could not be used (the eager pipeline rejected it)
+    output_shapes: dict[str, list[int]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"case": self.label, "inputs": self.shapes, "outputs": self.diffs}
@@ -218,7 +219,9 @@ def verify(
                 f"the exported file fails on {label} (input shapes {shapes}) where eager PyTorch succeeds: {e}. "
                 + _cause(is_example)
             ) from e
-        results.append(compare_outputs(label, inputs, want, got, tolerances, is_example))
+        result = compare_outputs(label, inputs, want, got, tolerances, is_example)
+        result.output_shapes = {n: [int(d) for d in np.shape(v)] for n, v in got.items()}
+        results.append(result)
     if len(cases) > 1 and not [r for r, c in zip(results, cases) if not c[2] and r.skipped is None]:
         reasons = "; ".join(f"{r.label}: {r.skipped}" for r in results if r.skipped)
         raise ExportVerificationError(

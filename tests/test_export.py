@@ -349,3 +349,41 @@ def test_verification_needs_at_least_one_other_shape(tmp_path):
     with pytest.raises(ExportVerificationError, match="could not try any shape other than the example"):
         export_pipeline(None, OnlyTime8(), None, example_inputs={"x": torch.randn(2, 8)},
                         dynamic_axes={"x": {1: "time"}}, path=tmp_path / "o.onnx")
+
+
+class PassThroughLookup(NameLookup):
+    """Outputs reuse the input names (score and label_id pass through unchanged), plus label."""
+
+    output_names = ("probs", "label_id", "label")
+
+    def build(self, opset: int) -> onnx.ModelProto:
+        m = super().build(opset)
+        g = m.graph
+        keep = [n for n in g.node if n.op_type != "Identity"]
+        del g.node[:]
+        g.node.extend(keep)
+        g.output[0].name, g.output[1].name = "probs", "label_id"
+        return m
+
+    def reference(self, probs: np.ndarray, label_id: np.ndarray) -> dict[str, np.ndarray]:
+        out = super().reference(probs, label_id)
+        return {"probs": probs, "label_id": label_id, "label": out["label"]}
+
+
+def test_onnx_native_stage_may_pass_inputs_through(tmp_path):
+    res = export_pipeline(None, TinyNet().eval(), Chain(Decide(), PassThroughLookup()),
+                          example_inputs={"x": torch.rand(2, 3, 10, 10)}, dynamic_axes={"x": {0: "batch"}},
+                          path=tmp_path / "pass.onnx")
+    assert [o["name"] for o in res.manifest["outputs"]] == ["probs", "label_id", "label"]
+    with Pipeline.load(res.path) as pipe:
+        got = pipe.run(x=np.random.default_rng(0).random((4, 3, 10, 10), dtype=np.float32), score_threshold=0.0)
+    names = np.array(["cat", "dog", "bird"], dtype=object)
+    np.testing.assert_array_equal(got["label"], names[got["label_id"]])
+
+
+def test_output_dims_are_named_for_torchscript_parts(tmp_path):
+    res = export_pipeline(ToTensor(), None, None, example_inputs={"image": pixels(2, 20, 24, 3)},
+                          dynamic_axes=IMAGE_AXES, path=tmp_path / "ts.onnx", exporter="torchscript")
+    assert res.manifest["outputs"][0]["shape"] == ["batch", 3, 12, 12]
+    out = onnx.load(str(res.path)).graph.output[0]
+    assert [d.dim_param or d.dim_value for d in out.type.tensor_type.shape.dim] == ["batch", 3, 12, 12]

@@ -47,7 +47,7 @@ def _eager_runner():
 
     from examples import minilm
 
-    tok = minilm._hf_tokenizer()
+    tok = minilm.hf_tokenizer()
     model = minilm.load_model()
 
     def run(texts: list[str]) -> np.ndarray:

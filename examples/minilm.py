@@ -33,6 +33,7 @@ __all__ = [
     "demo",
     "eager_embeddings",
     "factory",
+    "hf_tokenizer",
     "load_model",
     "model_dir",
     "sentences",
@@ -127,16 +128,17 @@ def vector_cases() -> list[tuple[str, dict[str, np.ndarray]]]:
 
 # -- eager reference: Hugging Face tokenizer + model + sentence-transformers pooling ------------------------
 @lru_cache(maxsize=1)
-def _hf_tokenizer() -> Any:
+def hf_tokenizer() -> Any:
+    """Hugging Face's fast tokenizer for the checkpoint (tokenizer.json), loaded offline."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from transformers import AutoTokenizer
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     return AutoTokenizer.from_pretrained(str(model_dir()))
 
 
 def eager_embeddings(texts: list[str], batch_size: int = 32) -> np.ndarray:
     """Embeddings the way sentence-transformers computes them, written out independently of onnxpipe.ops."""
-    tok, model = _hf_tokenizer(), load_model()
+    tok, model = hf_tokenizer(), load_model()
     out = []
     with torch.no_grad():
         for i in range(0, len(texts), batch_size):

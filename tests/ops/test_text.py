@@ -52,7 +52,7 @@ ALL = [s for strings in CORPUS.values() for s in strings]
 # Known differences, as data: (id, text, why). Each must still differ (strict xfail) so a fix is noticed.
 KNOWN_DIVERGENCES = [
     ("nul", "ab\x00cd ef",
-     "ONNX Runtime passes string tensors to the op as C strings: everything from a NUL on is lost"),
+     "onnxruntime-extensions' string ops read strings as C strings: everything from a NUL on is lost"),
 ]
 
 

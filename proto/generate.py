@@ -3,12 +3,16 @@
     python proto/generate.py                 # rewrite runtimes/python/onnxpipe_runtime/serve/_proto/
     python proto/generate.py --out DIR       # write them elsewhere (tests/serve/test_proto.py compares)
 
-Uses grpcio-tools (its bundled protoc), then makes two deterministic edits, each required exactly once:
+Uses grpcio-tools (its bundled protoc), then makes three deterministic edits, each required exactly once:
 
 - the messages are registered in a private descriptor pool (``POOL``), not protobuf's default pool.
   tritonclient registers Triton's own ``grpc_service.proto`` (package ``inference``, the same message names)
   in the default pool, and a pool refuses a second file defining the same symbols; the wire format only
   depends on the service's full name and the field numbers, which are the protocol's.
+- the message classes are built as protobuf's builder builds them, minus its registration in the default
+  symbol database: with the pure-Python protobuf implementation (PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=python,
+  which onnxruntime-extensions sets for its child processes) that registration would put the file back
+  in the default pool, and tritonclient imported afterwards would get these messages instead of its own.
 - the service module imports the messages module relatively, so the stubs live inside a package.
 """
 
@@ -37,6 +41,23 @@ _POOL_NEW = (
     "POOL = _descriptor_pool.DescriptorPool()\n"
     "DESCRIPTOR = POOL.AddSerializedFile("
 )
+_BUILD_OLD = "_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'grpc_service_pb2', _globals)\n"
+_BUILD_NEW = """# onnxpipe: the builder's classes, without registering them in the default symbol database (see proto/generate.py)
+from google.protobuf import message as _message  # noqa: E402
+from google.protobuf import reflection as _reflection  # noqa: E402
+
+
+def _build_message(desc, prefix=''):
+  attrs = {name: _build_message(nested, prefix + desc.name + '.') for name, nested in desc.nested_types_by_name.items()}
+  attrs.update(DESCRIPTOR=desc, __module__=__name__, __qualname__=prefix + desc.name)
+  return _reflection.GeneratedProtocolMessageType(desc.name, (_message.Message,), attrs)
+
+
+for _name, _desc in DESCRIPTOR.services_by_name.items():
+  _globals['_' + _name.upper()] = _desc
+for _name, _desc in DESCRIPTOR.message_types_by_name.items():
+  _globals[_name] = _build_message(_desc)
+"""
 _IMPORT_OLD = "import grpc_service_pb2 as grpc__service__pb2"
 _IMPORT_NEW = "from . import grpc_service_pb2 as grpc__service__pb2"
 
@@ -67,6 +88,10 @@ def generate(out: Path) -> list[Path]:
             raise SystemExit(f"generate.py: protoc failed on {PROTO_DIR / PROTO} (exit {rc})")
         gen = Path(tmp)
         pb2 = _replace_once((gen / "grpc_service_pb2.py").read_text(), _POOL_OLD, _POOL_NEW, "grpc_service_pb2.py")
+        pb2 = _replace_once(pb2, _BUILD_OLD, _BUILD_NEW, "grpc_service_pb2.py")
+        if "enum " in (PROTO_DIR / PROTO).read_text() or "extend " in (PROTO_DIR / PROTO).read_text():
+            raise SystemExit("generate.py: the local message builder handles messages and services only; "
+                             "the proto now declares enums or extensions: extend _BUILD_NEW")
         grpc_mod = _replace_once(
             (gen / "grpc_service_pb2_grpc.py").read_text(), _IMPORT_OLD, _IMPORT_NEW, "grpc_service_pb2_grpc.py"
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import filecmp
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -55,13 +56,23 @@ def test_wire_compatible_with_triton():
         "ServerLive", "ServerReady", "ModelReady", "ServerMetadata", "ModelMetadata", "ModelInfer"]
 
 
-def test_importable_beside_tritonclient_in_both_orders():
-    """Both register package `inference`; ours lives in a private pool, so neither import order clashes."""
+@pytest.mark.parametrize("implementation", ["upb", "python"])
+def test_importable_beside_tritonclient_in_both_orders(implementation):
+    """Both register package `inference`; ours lives in a private pool, so neither import order clashes, with
+    protobuf's default (upb) implementation and the pure-Python one (which onnxruntime-extensions forces on
+    child processes by setting PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=python in os.environ)."""
+    env = dict(os.environ, PROTOCOL_BUFFERS_PYTHON_IMPLEMENTATION=implementation)
     for first, second in [("tritonclient.grpc", "onnxpipe_runtime.serve.server"),
                           ("onnxpipe_runtime.serve.server", "tritonclient.grpc")]:
         code = (f"import {first}, {second}\n"
+                "from google.protobuf.internal import api_implementation\n"
+                f"assert api_implementation.Type() == {implementation!r}, api_implementation.Type()\n"
                 "from tritonclient.grpc import service_pb2 as t\n"
                 "from onnxpipe_runtime.serve._proto import grpc_service_pb2 as o\n"
+                "assert 'ModelStreamInferResponse' in t.DESCRIPTOR.message_types_by_name\n"
                 "r = o.ModelInferRequest(model_name='m', raw_input_contents=[b'x'])\n"
-                "assert t.ModelInferRequest.FromString(r.SerializeToString()).model_name == 'm'\n")
-        subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+                "r.inputs.add(name='a').parameters['k'].bool_param = True\n"
+                "back = t.ModelInferRequest.FromString(r.SerializeToString())\n"
+                "assert back.model_name == 'm' and back.inputs[0].parameters['k'].bool_param\n")
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+        assert out.returncode == 0, f"import {first} then {second}: {out.stderr[-1500:]}"

@@ -165,7 +165,7 @@ def test_requests_queued_behind_a_run_are_merged(tmp_path, batching):
         batcher = s.models["slow"].batcher
         clients = [tc.InferenceServerClient(s.address) for _ in range(7)]
         try:
-            big = np.full((128, WIDTH), 0.01, np.float32)
+            big = np.full((1024, WIDTH), 0.01, np.float32)  # long enough for the small ones to queue behind it
             rows = [np.full((1 + i % 2, WIDTH), 0.1 * (i + 1), np.float32) for i in range(6)]
             with ThreadPoolExecutor(7) as ex:
                 first = ex.submit(lambda: infer(clients[6], "slow", {"x": big}).as_numpy("y"))
@@ -423,7 +423,7 @@ def test_full_queue_is_resource_exhausted_and_recovers(tmp_path):
         clients = [tc.InferenceServerClient(s.address) for _ in range(3)]
         try:
             batcher = s.models["slow"].batcher
-            big = {"x": np.full((512, WIDTH), 0.01, np.float32)}
+            big = {"x": np.full((1024, WIDTH), 0.01, np.float32)}
 
             def until(condition, what):
                 end = time.monotonic() + TIMEOUT
@@ -441,7 +441,7 @@ def test_full_queue_is_resource_exhausted_and_recovers(tmp_path):
                     infer(clients[2], "slow", {"x": big["x"][:1]})
                 assert e.value.status() == "StatusCode.RESOURCE_EXHAUSTED"
                 assert "[OVERLOADED]" in e.value.message() and "--max-queue 1" in e.value.message()
-                assert running.result(TIMEOUT).as_numpy("y").shape == (512, WIDTH)
+                assert running.result(TIMEOUT).as_numpy("y").shape == (1024, WIDTH)
                 assert queued.result(TIMEOUT).as_numpy("y").shape == (100, WIDTH)
             assert infer(clients[2], "slow", {"x": big["x"][:1]}).as_numpy("y").shape == (1, WIDTH)
         finally:
@@ -478,7 +478,7 @@ def test_deadline_passed_in_queue_is_dropped(tmp_path):
         clients = [tc.InferenceServerClient(s.address) for _ in range(2)]
         try:
             with ThreadPoolExecutor(1) as ex:
-                running = ex.submit(infer, clients[0], "slow", {"x": np.full((512, WIDTH), 0.01, np.float32)})
+                running = ex.submit(infer, clients[0], "slow", {"x": np.full((1536, WIDTH), 0.01, np.float32)})
                 end = time.monotonic() + TIMEOUT
                 while batcher.runs < 1:
                     assert time.monotonic() < end

@@ -30,7 +30,21 @@ DESCRIPTOR = POOL.AddSerializedFile(b'\n\x12grpc_service.proto\x12\tinference\"\
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
-_builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'grpc_service_pb2', _globals)
+# onnxpipe: the builder's classes, without registering them in the default symbol database (see proto/generate.py)
+from google.protobuf import message as _message  # noqa: E402
+from google.protobuf import reflection as _reflection  # noqa: E402
+
+
+def _build_message(desc, prefix=''):
+  attrs = {name: _build_message(nested, prefix + desc.name + '.') for name, nested in desc.nested_types_by_name.items()}
+  attrs.update(DESCRIPTOR=desc, __module__=__name__, __qualname__=prefix + desc.name)
+  return _reflection.GeneratedProtocolMessageType(desc.name, (_message.Message,), attrs)
+
+
+for _name, _desc in DESCRIPTOR.services_by_name.items():
+  _globals['_' + _name.upper()] = _desc
+for _name, _desc in DESCRIPTOR.message_types_by_name.items():
+  _globals[_name] = _build_message(_desc)
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\034dev.onnxpipe.serve.inferenceP\001Z<github.com/onnxpipe/onnxpipe/runtimes/go/inference;inference'

@@ -2,6 +2,7 @@ package onnxpipe
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -44,4 +45,9 @@ func ortModuleDir(t *testing.T) string {
 		t.Skipf("go list: %v", err)
 	}
 	return strings.TrimSpace(out)
+}
+
+func goList(args ...string) (string, error) {
+	out, err := exec.Command("go", append([]string{"list"}, args...)...).Output()
+	return string(out), err
 }

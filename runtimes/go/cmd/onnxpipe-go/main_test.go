@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	onnxpipe "github.com/onnxpipe/onnxpipe/runtimes/go"
 	"github.com/onnxpipe/onnxpipe/runtimes/go/internal/vectortest"
 )
 
@@ -200,4 +201,8 @@ func TestErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+func decode(s string) ([]string, map[string]onnxpipe.Tensor, error) {
+	return onnxpipe.DecodeTensorJSON([]byte(s))
 }

@@ -126,7 +126,9 @@ def _read_vocab(vocab_file: str | os.PathLike[str]) -> list[str]:
             )
     missing = [t for t in SPECIAL_TOKENS if t not in set(lines)]
     if missing:
-        raise ValueError(f"vocab_file: {str(path)!r} lacks the special tokens {missing}; expected all of {list(SPECIAL_TOKENS)}")
+        raise ValueError(
+            f"vocab_file: {str(path)!r} lacks the special tokens {missing}; expected all of {list(SPECIAL_TOKENS)}"
+        )
     return lines
 
 
@@ -228,14 +230,9 @@ class BertTokenize(OnnxStage):
         outside the vocabulary's alphabet become ``_UNFINISHABLE``, deleted ones ``_REMOVED`` (the op's map
         cannot map to an empty string). Characters that stay as they are have no entry.
         """
-        both = self._first & self._cont
-        outside = _UNFINISHABLE
-
         def classify(ch: str) -> str:
-            if ch in both or ch in self._first or ch in self._cont:
-                kept = ch
-            else:
-                kept = outside
+            # a character allowed at one end of a word only stays, for the regex of build()
+            kept = ch if ch in self._first or ch in self._cont else _UNFINISHABLE
             return f" {kept} " if _is_punct(ch) or _is_cjk(ch) else kept
 
         lines = []
@@ -279,7 +276,9 @@ class BertTokenize(OnnxStage):
                 "StringRegexSplitWithOffsets", [text, "tok_char", "tok_char"],
                 ["tok_chars", "tok_char_begin", "tok_char_end", "tok_rows"], domain=CONTRIB_DOMAIN,
             ),
-            helper.make_node("StringMapping", ["tok_chars"], ["tok_mapped"], domain=CONTRIB_DOMAIN, map=self._char_map()),
+            helper.make_node(
+                "StringMapping", ["tok_chars"], ["tok_mapped"], domain=CONTRIB_DOMAIN, map=self._char_map()
+            ),
             helper.make_node("Slice", ["tok_rows", "tok_one_1d", "tok_big_1d"], ["tok_row_ends"]),
             helper.make_node("Slice", ["tok_rows", "tok_zero_1d", "tok_minus1_1d"], ["tok_row_starts"]),
             helper.make_node("Sub", ["tok_row_ends", "tok_row_starts"], ["tok_row_lens"]),
@@ -299,7 +298,9 @@ class BertTokenize(OnnxStage):
             helper.make_node("Add", ["tok_cidx_masked", "tok_nchars"], ["tok_cidx"]),
             helper.make_node("Concat", ["tok_mapped", "tok_empty_1d"], ["tok_mapped_pad"], axis=0),
             helper.make_node("Gather", ["tok_mapped_pad", "tok_cidx"], ["tok_grid"], axis=0),
-            helper.make_node("StringJoin", ["tok_grid", "tok_nothing", "tok_one"], ["tok_joined"], domain=CONTRIB_DOMAIN),
+            helper.make_node(
+                "StringJoin", ["tok_grid", "tok_nothing", "tok_one"], ["tok_joined"], domain=CONTRIB_DOMAIN
+            ),
         ]
         text = "tok_joined"
         if self.lower_case:
@@ -418,7 +419,7 @@ class _GraphBuilder:
 
     def __init__(self) -> None:
         self.nodes: list[onnx.NodeProto] = []
-        self.strings: dict[str, tuple[str, ...]] = {}  # name -> values (1-tuple: a scalar... see string_nodes)
+        self.strings: dict[str, tuple[str, ...]] = {}  # name -> values; 1-D when the name ends in "_1d"
 
     def regex(self, value: str, pattern: str, rewrite: str) -> str:
         k = sum(1 for n in self.nodes if n.op_type == "StringRegexReplace")
@@ -433,7 +434,7 @@ class _GraphBuilder:
     def string_nodes(self) -> list[onnx.NodeProto]:
         nodes = []
         for name, values in self.strings.items():
-            # "tok_empty_1d" is concatenated to string vectors, so 1-D; the others are scalars
+            # "tok_empty_1d" is concatenated to string vectors; patterns and separators are scalars
             dims = [len(values)] if name.endswith("_1d") else []
             tensor = helper.make_tensor(name, TensorProto.STRING, dims, [v.encode() for v in values])
             nodes.append(helper.make_node("Constant", [], [name], value=tensor))

@@ -36,8 +36,8 @@ MIN_OPSET = 13
 # tables are narrower (no Unicode lowercase for Greek/Cyrillic, no Hangul decomposition, fewer punctuation
 # marks...), so the graph normalizes first, the Hugging Face way, and the op only splits and looks up.
 #: clean_text drops control (Cc but tab/newline/CR), format (Cf) and private-use (Co) characters and U+FFFD;
-#: U+0003 is kept here: the graph uses it to carry special tokens through (user U+0003s become U+0004 first)
-CONTROL_CHARS = r"[\x{0}-\x{2}\x{4}-\x{8}\x{b}\x{c}\x{e}-\x{1f}\x{7f}-\x{9f}\p{Cf}\p{Co}\x{fffd}]"
+#: U+0003-U+0007 are kept here: they carry special tokens through (the text's own become U+0008 first)
+CONTROL_CHARS = r"[\x{0}-\x{2}\x{8}\x{b}\x{c}\x{e}-\x{1f}\x{7f}-\x{9f}\p{Cf}\p{Co}\x{fffd}]"
 #: clean_text turns every Unicode space (tab, newline and CR included) into " "
 WHITESPACE = r"[\t\n\r\p{Z}]"
 #: the CJK ideograph blocks that are split into single characters (BERT's tokenize_chinese_chars)
@@ -48,7 +48,7 @@ CJK_RANGES = (
 # Placeholders written by the character map (the control-character pass has removed any in the input):
 _REMOVED = "\x01"  # a character normalization deletes (a combining mark when stripping accents)
 _UNFINISHABLE = "\x02"  # a character outside the vocabulary's alphabet: its word can only be [UNK]
-_SPECIAL = "\x03"  # brackets the number of a special token written in the text ("[MASK]" -> "\x030\x03")
+_SPECIAL = 3  # special token k written in the text is carried as the word chr(_SPECIAL + k) (a control)
 #: candidates for the character that stands for an unfinishable word: a symbol, not in the vocabulary
 _MARKERS = ("\U0001F600", "\u2603", "\u2318", "\U0001F9E9")
 
@@ -265,9 +265,10 @@ class BertTokenize(OnnxStage):
         ]
         # Hugging Face matches its special tokens ("[MASK]", ...) in the raw text, before normalizing: mark
         # them with U+0003 (freed first: any in the text become U+0004, a control removed below like it)
-        text = g.regex("tok_text1", "\\x{3}", "\x04")
+        last = _SPECIAL + len(SPECIAL_TOKENS) - 1
+        text = g.regex("tok_text1", f"[\\x{{{_SPECIAL:x}}}-\\x{{{last:x}}}]", "\x08")
         for k, token in enumerate(SPECIAL_TOKENS):
-            text = g.regex(text, "".join(f"\\x{{{ord(c):x}}}" for c in token), f" {_SPECIAL}{k}{_SPECIAL} ")
+            text = g.regex(text, "".join(f"\\x{{{ord(c):x}}}" for c in token), f" {chr(_SPECIAL + k)} ")
         text = g.regex(text, CONTROL_CHARS, "")  # clean_text: controls and format characters go
         text = g.regex(text, WHITESPACE, " ")  # clean_text: every Unicode space becomes " "
         # normalize character by character: split, map, join back row by row
@@ -309,7 +310,8 @@ class BertTokenize(OnnxStage):
         # appends [UNK]. So a word with a character outside the alphabet becomes one marker -> [UNK] alone.
         text = g.regex(text, "(^| )[^ ]*\\x{2}[^ ]*", "\\1" + self._marker)
         # special tokens become marker + number: words the op finds in its vocabulary's extra entries
-        text = g.regex(text, "\\x{3}([0-9])\\x{3}", self._marker + "\\1")
+        for k in range(len(SPECIAL_TOKENS)):
+            text = g.regex(text, f"\\x{{{_SPECIAL + k:x}}}", f"{self._marker}{k}")
         only_first, only_cont = self._first - self._cont, self._cont - self._first
         if only_first or only_cont:  # characters allowed at one end of a word only
             cls_first = _re2_class(set(only_cont)) or "\\x{2}"

@@ -42,7 +42,7 @@ CORPUS: dict[str, list[str]] = {
     "scripts": ["Ελληνικά και Русский текст", "Σίσυφος ΣΑΣ", "مرحبا بالعالم", "नमस्ते दुनिया", "สวัสดีชาวโลก",
                 "ქართული ენა", "𝔘𝔫𝔦𝔠𝔬𝔡𝔢 𝕞𝕒𝕥𝕙"],
     "special": ["hello [MASK] world", "[CLS] x [SEP]", "a[UNK]b", "[PAD]", "[[MASK]]", "[mask] [unused1]",
-                "[MA\u200bSK]", "\x030\x03 x 😀0"],
+                "[MA\u200bSK]", "\x030\x03 x 😀0", "\x04\x05 [SEP]\x07[MA\x06SK]"],
     "spacing": ["   leading and trailing   ", "tabs\tand\nnewlines\r\nand\u00a0nbsp\u2003em-space\u3000ideographic",
                 "zero\u200bwidth\u200djoiner\ufeffbom soft\u00adhyphen", "\u0007bell\u001bescape\u007fdel",
                 "replacement \ufffd char, private \ue000 use"],
@@ -236,6 +236,18 @@ def test_vocab_folder_is_rejected(tmp_path):
 def test_bad_vocabularies_are_rejected(tmp_path, lines, message):
     with pytest.raises(ValueError, match=f"vocab_file: .*{message}"):
         BertTokenize(_vocab(tmp_path, lines))
+
+
+@pytest.mark.parametrize("lower_case", [True, False])
+def test_small_vocabulary_with_one_sided_characters(tmp_path, lower_case):
+    """'b' may only start a word, 'd' only continue one: words break exactly where Hugging Face's do."""
+    from transformers import BertTokenizerFast
+
+    vocab = _vocab(tmp_path, SPECIALS + ["a", "##a", "b", "c", "##c", "##d", ".", "##."])
+    texts = ["ab ba da ad cab b d", "Ba. AD, bd db", "", "a" * 120, "[MASK] b[SEP]d"]
+    stage = BertTokenize(vocab, lower_case=lower_case, max_length=32)
+    got = _graph(_session(stage.build(18)), texts)
+    assert not _mismatches(got, _hf(BertTokenizerFast(str(vocab), do_lower_case=lower_case), texts, 32))
 
 
 def test_reference_rejects_non_vector_input():

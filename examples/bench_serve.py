@@ -177,7 +177,7 @@ def _triton_caller(address: str, requests: list[dict[str, np.ndarray]]) -> tuple
     return call, close
 
 
-def run(model: Path, seconds: float, rounds: int = 12) -> tuple[list[str], float]:
+def run(model: Path, seconds: float, rounds: int = 8) -> tuple[list[str], float]:
     from onnxpipe_runtime import Pipeline, default_threads
 
     load_at_start = os.getloadavg()[0]
@@ -191,29 +191,31 @@ def run(model: Path, seconds: float, rounds: int = 12) -> tuple[list[str], float
     notes: list[str] = []
     try:
         addresses = {label: server.wait_ready() for label, server in servers.items()}
-        off_call, off_close = _triton_caller(addresses["sidecar, batching off"], requests)
+        callers = {label: _triton_caller(address, requests) for label, address in addresses.items()}
         with Pipeline.load(model) as pipe:  # the baseline: the same runtime, same threads, no network
             for r in requests:
                 pipe.run(r)
-            # interleaved short slices, so the shared machine's drifting load hits both sides alike
-            local: tuple[list[float], float] = ([], 0.0)
-            served: tuple[list[float], float] = ([], 0.0)
+            calls: dict[str, Callable[[int, int], None]] = {
+                "in-process `Pipeline.run`": lambda k, i: pipe.run(requests[i % 16]),
+                **{label: call for label, (call, _) in callers.items()},
+            }
+            # every row is measured in interleaved short slices, so the shared machine's drifting load hits
+            # all of them alike; in-process is measured with one caller only (it is not a server)
+            results: dict[tuple[str, int], tuple[list[float], float]] = {}
             for _ in range(rounds):
-                rps, lat = _measure(lambda k, i: pipe.run(requests[i % 16]), 1, seconds / rounds)
-                local = (local[0] + lat, local[1] + len(lat) / rps)
-                rps, lat = _measure(off_call, 1, seconds / rounds)
-                served = (served[0] + lat, served[1] + len(lat) / rps)
-        rows.append(_row("in-process `Pipeline.run`", 1, len(local[0]) / local[1], local[0]))
-        rows.append(_row("sidecar, batching off", 1, len(served[0]) / served[1], served[0]))
-        overhead = (statistics.median(served[0]) - statistics.median(local[0])) * 1e3
-        rps, lat = _measure(off_call, 16, seconds)
-        rows.append(_row("sidecar, batching off", 16, rps, lat))
-        off_close()
-        on_call, on_close = _triton_caller(addresses["sidecar, batching on"], requests)
-        for n in (1, 16):
-            rps, lat = _measure(on_call, n, seconds)
-            rows.append(_row("sidecar, batching on", n, rps, lat))
-        on_close()
+                for n in (1, 16):
+                    for label, call in calls.items():
+                        if n > 1 and label not in callers:
+                            continue
+                        rps, lat = _measure(call, n, seconds / rounds)
+                        got, elapsed = results.get((label, n), ([], 0.0))
+                        results[(label, n)] = (got + lat, elapsed + len(lat) / rps)
+        for (label, n), (lat, elapsed) in results.items():
+            rows.append(_row(label, n, len(lat) / elapsed, lat))
+        overhead = (statistics.median(results[("sidecar, batching off", 1)][0])
+                    - statistics.median(results[("in-process `Pipeline.run`", 1)][0])) * 1e3
+        for _, close in callers.values():
+            close()
         for label, server in servers.items():
             stats = server.stop()
             if stats:
@@ -225,7 +227,8 @@ def run(model: Path, seconds: float, rounds: int = 12) -> tuple[list[str], float
         f"Model: `{model.name}` (pipeline {_pipeline_name(model)!r}, {model.stat().st_size / 1e6:.0f} MB), "
         "one sentence per request; "
         f"{os.cpu_count()} CPUs visible, runtime threads {default_threads()}, {platform.processor() or platform.machine()}; "
-        f"{seconds:g} s per row, tritonclient (gRPC) clients in a separate process from the server; "
+        f"{seconds:g} s per row in {rounds} interleaved slices, tritonclient (gRPC) clients in a separate process "
+        "from the server, sharing its CPUs (on a small machine the clients limit what batching can show); "
         f"load average at the start {load_at_start:.1f} (a shared machine: compare rows, not runs).",
         "",
         "| mode | clients | requests/s | p50 ms | p99 ms |",
@@ -235,8 +238,8 @@ def run(model: Path, seconds: float, rounds: int = 12) -> tuple[list[str], float
         "",
         *[f"- {n}" for n in notes],
         "",
-        f"Per-request overhead of the gRPC hop (1 client, batching off, p50 served - p50 in-process, measured "
-        f"in {rounds} interleaved slices): **{overhead:.2f} ms**"
+        f"Per-request overhead of the gRPC hop (1 client, batching off, p50 served - p50 in-process): "
+        f"**{overhead:.2f} ms**"
         + (" (negative: the shared machine's load swings more than the hop costs; rerun `make bench` on a quiet "
            "machine for this number)" if overhead < 0 else "")
         + ". Batching waits at most `--max-delay-ms` (2 ms) "

@@ -213,27 +213,36 @@ def _vector_sets():
             pytest.mark.skip(reason=f"{model.relative_to(VECTORS)} is absent: run `make vectors`")])
 
 
+def _check_vector(spec: dict, case: str, r, expected: dict) -> None:
+    assert {o.name for o in r.get_response().outputs} == set(expected), case
+    for name, want in expected.items():
+        got = r.as_numpy(name)
+        assert got.shape == want.shape, (case, name)
+        if want.dtype == object:
+            assert [g.decode() for g in got.reshape(-1)] == list(want.reshape(-1)), (case, name)
+        elif want.dtype.kind == "f":
+            tol = spec["tolerance"][str(want.dtype)]
+            np.testing.assert_allclose(got, want, atol=tol["atol"], rtol=tol["rtol"], err_msg=f"{case}: {name}")
+        else:
+            np.testing.assert_array_equal(got, want, err_msg=f"{case}: {name}")
+
+
 @pytest.mark.parametrize("folder,spec", list(_vector_sets()))
 def test_golden_vectors_over_grpc(folder, spec):
-    """Every shared vector set, through the wire: what Java and Go compare against, served."""
-    with Server({spec["name"]: folder / spec["model"]}, ServeOptions(port=0, grace_s=2.0)) as s:
+    """Every shared vector set, through the wire (what Java and Go compare against, served): each case alone,
+    then all cases three times at once, so equal ones merge in the dynamic batcher."""
+    with Server({spec["name"]: folder / spec["model"]}, ServeOptions(port=0, max_delay_ms=20.0, grace_s=2.0)) as s:
         c = tc.InferenceServerClient(s.address)
         try:
-            for case in spec["cases"]:
-                inputs = tensor_json.load(folder / case["inputs"])
-                expected = tensor_json.load(folder / case["expected"])
-                r = infer(c, spec["name"], inputs)
-                assert {o.name for o in r.get_response().outputs} == set(expected)
-                for name, want in expected.items():
-                    got = r.as_numpy(name)
-                    assert got.shape == want.shape, (case["name"], name)
-                    if want.dtype == object:
-                        assert [g.decode() for g in got.reshape(-1)] == list(want.reshape(-1)), (case["name"], name)
-                    elif want.dtype.kind == "f":
-                        tol = spec["tolerance"][str(want.dtype)]
-                        np.testing.assert_allclose(got, want, atol=tol["atol"], rtol=tol["rtol"], err_msg=name)
-                    else:
-                        np.testing.assert_array_equal(got, want, err_msg=f"{case['name']}: {name}")
+            cases = [(case["name"], tensor_json.load(folder / case["inputs"]), tensor_json.load(folder / case["expected"]))
+                     for case in spec["cases"]]
+            for name, inputs, expected in cases:
+                _check_vector(spec, name, infer(c, spec["name"], inputs), expected)
+            with ThreadPoolExecutor(6) as ex:
+                futures = [(name, expected, ex.submit(infer, c, spec["name"], inputs))
+                           for name, inputs, expected in cases * 3]
+                for name, expected, f in futures:
+                    _check_vector(spec, name, f.result(TIMEOUT), expected)
         finally:
             c.close()
 

@@ -108,8 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         scheme = "TLS" if options.tls_cert else "plaintext"
-        print(f"{PROG}: listening on {options.host}:{server.port} ({scheme}); models: {', '.join(server.models)}",
-              flush=True)
+        print(f"{PROG}: listening on {server.address} ({scheme}); models: {', '.join(server.models)}", flush=True)
         while not stop.wait(0.1):
             pass
         log.info("stopping: finishing in-flight requests (up to %g s)", options.grace_s)

@@ -285,6 +285,11 @@ def _reflection_pool() -> descriptor_pool.DescriptorPool:
     return pool
 
 
+def _target(host: str, port: int) -> str:
+    """host:port, with an IPv6 address in brackets."""
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+
+
 def _read(path: Path, what: str) -> bytes:
     try:
         return Path(path).read_bytes()
@@ -335,7 +340,7 @@ class Server:
 
     @property
     def address(self) -> str:
-        return f"{self.options.host}:{self.port}"
+        return _target(self.options.host, self.port)
 
     def start(self) -> Server:
         """Bind and serve; on failure (ConfigError) the models are released and the object is spent."""
@@ -363,7 +368,7 @@ class Server:
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         services = (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME)
         reflection.enable_server_reflection(services, server, pool=_reflection_pool())
-        target = f"{opts.host}:{opts.port}"
+        target = _target(opts.host, opts.port)
         try:
             if opts.tls_cert is not None and opts.tls_key is not None:
                 creds = grpc.ssl_server_credentials([(_read(opts.tls_key, "--tls-key"), _read(opts.tls_cert, "--tls-cert"))])

@@ -1,10 +1,14 @@
 package dev.onnxpipe;
 
 import static org.junit.jupiter.api.Assertions.assertAll;
+import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.onnxpipe.cli.Main;
+import java.io.ByteArrayOutputStream;
 import java.io.IOException;
+import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -79,6 +83,19 @@ class VectorTest {
           });
         }
         assertAll(name, checks.stream());
+      }
+      // the CLI on the first case: what `onnxpipe-java run` prints must be the same answers, in the same order
+      Map<?, ?> first = (Map<?, ?>) cases.get(0);
+      Map<String, Tensor> expected = TensorJson.read(dir.resolve((String) first.get("expected")));
+      ByteArrayOutputStream out = new ByteArrayOutputStream();
+      ByteArrayOutputStream err = new ByteArrayOutputStream();
+      int code = Main.run(new String[] {"run", model.toString(), "--inputs", dir.resolve((String) first.get("inputs")).toString(),
+          "--threads", "2"}, new PrintStream(out, true, StandardCharsets.UTF_8), new PrintStream(err, true, StandardCharsets.UTF_8));
+      assertEquals(0, code, name + " CLI: " + err.toString(StandardCharsets.UTF_8));
+      Map<String, Tensor> printed = TensorJson.parse(out.toString(StandardCharsets.UTF_8));
+      assertEquals(new ArrayList<>(expected.keySet()), new ArrayList<>(printed.keySet()), name + " CLI: output order");
+      for (Map.Entry<String, Tensor> e : expected.entrySet()) {
+        Fixtures.assertTensor(name + " CLI output '" + e.getKey() + "'", e.getValue(), printed.get(e.getKey()), tol);
       }
     });
   }

@@ -243,6 +243,15 @@ def symbols(expr: str) -> list[str]:
     return re.findall(r"[A-Za-z_][A-Za-z0-9_]*", expr)
 
 
+_GENERATED_DIM = __import__("re").compile(r"^(?:[su]\d+|unk__\d+|.*_dim_\d+)$")
+
+
+def is_generated_dim(expr: str) -> bool:
+    """True for a dim an exporter named on its own (``s77``, ``u0``, ``unk__3``, ``Divoutput_dim_0``) or an
+    expression over such symbols (``2*s77``)."""
+    return any(_GENERATED_DIM.match(t) for t in symbols(expr))
+
+
 def set_dim_names(vi: onnx.ValueInfoProto, axes: Mapping[int, str]) -> None:
     dims = vi.type.tensor_type.shape.dim
     for axis, name in axes.items():

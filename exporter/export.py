@@ -239,8 +239,8 @@ def _check_dynamic(model: onnx.ModelProto, input_axes: Mapping[str, Mapping[int,
 
 def _name_output_dims(model: onnx.ModelProto, results: Sequence[Any],
                       input_axes: Mapping[str, Mapping[int, str]]) -> bool:
-    """Name output dims the exporters left anonymous (TorchScript's ``Divoutput_dim_0``, dynamo's unbacked
-    ``u0``) from what verification observed: a dim equal to a named input dim in every case gets its name; one
+    """Name output dims the exporters left anonymous (TorchScript's ``Divoutput_dim_0``, dynamo's ``s12`` or
+    unbacked ``u0``; names given by the user or an ONNX-native stage are kept) from what verification observed: a dim equal to a named input dim in every case gets its name; one
     that stayed the same positive size while the inputs changed is fixed. Anything else becomes unnamed."""
     known = {d for axes in input_axes.values() for d in axes.values()}
     ran = [r for r in results if r.skipped is None and r.output_shapes is not None]
@@ -259,7 +259,7 @@ def _name_output_dims(model: onnx.ModelProto, results: Sequence[Any],
         dims = vi.type.tensor_type.shape.dim
         for axis, d in enumerate(dims):
             current = d.dim_param if d.HasField("dim_param") else None
-            if d.HasField("dim_value") or (current and all(t in known for t in _graph.symbols(current))):
+            if d.HasField("dim_value") or (current and not _graph.is_generated_dim(current)):
                 continue
             observed = [r.output_shapes[vi.name][axis] for r in ran]
             named = next((n for n, sizes in dim_sizes.items() if sizes == observed and len(set(sizes)) > 1), None)

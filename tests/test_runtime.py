@@ -319,6 +319,18 @@ def test_golden_vectors(folder):
 
 # --- custom-op domains: onnxruntime-extensions is loaded when the model imports ai.onnx.contrib ----------------
 
+def test_extensions_library_is_found_without_importing_the_package(tmp_path):
+    code = f"""
+import sys
+from onnxpipe_runtime import Pipeline
+with Pipeline.load({str(FIXTURES / 'contrib.onnx')!r}) as p:
+    assert p.run(text=["A"])["lower"].tolist() == ["a"]
+print(sorted(m for m in ("onnxruntime_extensions", "torch", "transformers") if m in sys.modules))
+"""
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.stdout.strip() == "[]", res.stdout + res.stderr
+
+
 def test_extensions_are_loaded_for_contrib_models():
     with Pipeline.load(FIXTURES / "contrib.onnx") as pipe:
         assert pipe.signature.domains == ("ai.onnx.contrib",)
@@ -327,8 +339,9 @@ def test_extensions_are_loaded_for_contrib_models():
 
 def test_missing_extensions_package_is_named(tmp_path):
     code = f"""
-import sys
-sys.modules["onnxruntime_extensions"] = None  # as if the package were not installed
+import importlib.util
+_find = importlib.util.find_spec
+importlib.util.find_spec = lambda name, *a: None if name == "onnxruntime_extensions" else _find(name, *a)
 from onnxpipe_runtime import MissingExtensionError, Pipeline
 try:
     Pipeline.load({str(FIXTURES / 'contrib.onnx')!r})

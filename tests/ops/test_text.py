@@ -274,10 +274,9 @@ def test_export_pipeline_with_the_tokenizer_as_pre(tmp_path):
     assert m["domains"] == [{"domain": "ai.onnx.contrib", "library": "onnxruntime-extensions"}]
     assert m["stages"][0]["kind"] == "onnx"
     assert [o["name"] for o in m["outputs"]] == list(OUTPUTS)
-    # the stage declares [batch, sequence]; the exporter (174c7dc) renames dims it does not tie to an input
-    # dim, so only require the sequence axis to stay dynamic (a name or null, never a fixed size)
+    # the stage declares [batch, sequence]: names an ONNX-native stage gives are kept in the manifest
     shape = m["outputs"][0]["shape"]
-    assert shape[0] == "batch" and not isinstance(shape[1], int) and m["outputs"][0]["dtype"] == "int64"
+    assert shape == ["batch", "sequence"] and m["outputs"][0]["dtype"] == "int64"
     assert m["verification"]["passed"]
     texts = ["One more sentence, unseen at export.", "Ünïcödé"]
     with Pipeline.load(path, threads=1) as pipe:

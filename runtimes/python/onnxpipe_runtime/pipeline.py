@@ -28,14 +28,20 @@ class ClosedError(PipelineError):
 
 
 def _extensions_library() -> str:
-    try:
-        from onnxruntime_extensions import get_library_path
-    except ImportError as e:
+    """Path of onnxruntime-extensions' custom-op library, found without importing the package (its
+    ``__init__`` imports torch and transformers when present and changes the process's protobuf setting)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("onnxruntime_extensions")
+    folders = list(spec.submodule_search_locations or []) if spec is not None else []
+    found = sorted(p for folder in folders for p in Path(folder).glob("_extensions_pydll*.so"))
+    if not found:
         raise MissingExtensionError(
             f"this model uses custom ops from domain {CONTRIB_DOMAIN!r}, which need the package "
             "'onnxruntime-extensions' (pip install 'onnxpipe-runtime[text]')"
-        ) from e
-    return str(get_library_path())
+            + (f"; it is installed at {folders[0]} but has no _extensions_pydll library" if folders else "")
+        )
+    return str(found[0])
 
 
 def session_options(threads: int) -> ort.SessionOptions:

@@ -363,6 +363,9 @@ def _write(model: onnx.ModelProto, manifest: Mapping[str, Any], path: Path, vect
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     with os.fdopen(fd, "wb") as f:
         f.write(data)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; the file is an ordinary artifact
     os.replace(tmp, path)
 
 

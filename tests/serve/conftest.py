@@ -91,9 +91,10 @@ def typed_request(model: str, arrays: dict[str, np.ndarray], **kw) -> pb.ModelIn
     return req
 
 
-def slow_model(path: Path, depth: int = 60) -> Path:
-    """x float32 [batch, 512] -> 60 x (MatMul, Tanh) -> y: about 1.5 ms per row here, so runs take a while."""
-    onnx = pytest.importorskip("onnx")
+_SLOW_DEPTH: int | None = None
+
+
+def _slow_graph(depth: int):
     from onnx import TensorProto, helper, numpy_helper
 
     rng = np.random.default_rng(0)
@@ -108,5 +109,35 @@ def slow_model(path: Path, depth: int = 60) -> Path:
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", WIDTH])], initializer=[w])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
     model.ir_version = 8
-    onnx.save(model, path)
+    return model
+
+
+def _calibrated_depth(seconds: float = 2.5, rows: int = 1536) -> int:
+    """How many (MatMul, Tanh) layers make a run of ``rows`` rows take about ``seconds`` on this machine now:
+    a fixed depth is slow on a loaded machine and fast on a quiet one, and the tests need a run that is
+    reliably still going while they act."""
+    global _SLOW_DEPTH
+    if _SLOW_DEPTH is None:
+        import time
+
+        import onnxruntime as ort
+
+        probe = 10
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = 2
+        sess = ort.InferenceSession(_slow_graph(probe).SerializeToString(), so)
+        x = np.full((rows, WIDTH), 0.01, np.float32)
+        sess.run(None, {"x": x})
+        start = time.perf_counter()
+        sess.run(None, {"x": x})
+        per_layer = (time.perf_counter() - start) / probe
+        _SLOW_DEPTH = int(min(4000, max(20, seconds / max(per_layer, 1e-6))))
+    return _SLOW_DEPTH
+
+
+def slow_model(path: Path, depth: int | None = None) -> Path:
+    """x float32 [batch, 512] -> depth x (MatMul, Tanh) -> y; by default deep enough that 1536 rows take
+    about 2.5 s here (calibrated once per test session)."""
+    onnx = pytest.importorskip("onnx")
+    onnx.save(_slow_graph(depth or _calibrated_depth()), path)
     return path

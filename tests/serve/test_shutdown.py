@@ -66,7 +66,7 @@ def test_sigterm_finishes_in_flight_requests_then_exits_0(tmp_path):
     client = tc.InferenceServerClient(server.address)
     try:
         assert client.is_model_ready("slow", client_timeout=TIMEOUT)
-        x = np.ones((1536, WIDTH), np.float32)  # about 1.5 s per run here, several under load
+        x = np.ones((1536, WIDTH), np.float32)  # slow_model is calibrated so this takes about 2.5 s
         t = tc.InferInput("x", list(x.shape), "FP32")
         t.set_data_from_numpy(x)
         with ThreadPoolExecutor(2) as ex:

@@ -1,8 +1,6 @@
 package onnxpipe_test
 
 import (
-	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -39,7 +37,6 @@ func runSets(t *testing.T, sets []*vectortest.Set) {
 				t.Fatal(err)
 			}
 			if skip != "" {
-				fmt.Fprintf(os.Stderr, "onnxpipe-go tests: skipping vector set %s: %s\n", set.Name, skip) // visible without -v
 				t.Skip(skip)
 			}
 			p, err := onnxpipe.Load(model, onnxpipe.WithThreads(1))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from onnxpipe_runtime.errors import ModelLoadError
@@ -87,6 +88,15 @@ def _fields(buf: bytes) -> list[tuple[int, int, Any]]:
             raise ValueError("truncated field")
         out.append((num, wire, value))
     return out
+
+
+def read_model(path: Path) -> tuple[bytes, ModelHeader]:
+    """The file's bytes and header; ModelLoadError naming the file when it cannot be read or is not a model."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ModelLoadError(f"model file {str(path)!r}: cannot read it ({e.strerror})") from e
+    return data, read_header(data, str(path))
 
 
 def read_header(data: bytes, source: str) -> ModelHeader:

@@ -12,7 +12,7 @@ import onnxruntime as ort
 
 from onnxpipe_runtime import signature as sig
 from onnxpipe_runtime.errors import InputError, MissingExtensionError, ModelLoadError, PipelineError, RunError
-from onnxpipe_runtime.modelfile import ModelHeader, read_header
+from onnxpipe_runtime.modelfile import ModelHeader, read_model
 from onnxpipe_runtime.tensor_json import DTYPES
 from onnxpipe_runtime.threads import default_threads, parse_threads
 
@@ -82,11 +82,7 @@ class Pipeline:
     ) -> Pipeline:
         """Open ``path``. ``threads`` defaults to the CPUs this process may use (see ``threads.py``)."""
         path = Path(path)
-        try:
-            data = path.read_bytes()
-        except OSError as e:
-            raise ModelLoadError(f"model file {str(path)!r}: cannot read it ({e.strerror})") from e
-        header = read_header(data, str(path))
+        data, header = read_model(path)
         header.manifest  # noqa: B018 - reject a bad manifest before paying for the session
         n_threads = parse_threads(threads) if threads is not None else default_threads()
         so = session_options(n_threads)

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from onnxpipe_runtime.errors import ModelLoadError, PipelineError
-from onnxpipe_runtime.modelfile import read_header
+from onnxpipe_runtime.modelfile import read_model
 from onnxpipe_runtime.signature import Signature, TensorSpec, from_manifest
 
 __all__ = ["TritonConfig", "build_config", "main", "write_repository"]
@@ -169,11 +169,7 @@ def write_repository(
 ) -> Path:
     """Write ``out_dir/NAME/{config.pbtxt, 1/model.onnx}``; returns the model's folder."""
     model = Path(model)
-    try:
-        data = model.read_bytes()
-    except OSError as e:
-        raise ModelLoadError(f"model file {str(model)!r}: cannot read it ({e.strerror})") from e
-    header = read_header(data, str(model))
+    data, header = read_model(model)
     manifest = header.manifest
     if manifest is None:
         raise ModelLoadError(

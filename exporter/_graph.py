@@ -214,7 +214,7 @@ def dims_of(vi: onnx.ValueInfoProto) -> list[int | str | None] | None:
     return out
 
 
-ELEM_TO_DTYPE = {
+ELEM_TO_DTYPE: dict[int, str] = {
     onnx.TensorProto.FLOAT: "float32",
     onnx.TensorProto.DOUBLE: "float64",
     onnx.TensorProto.INT64: "int64",

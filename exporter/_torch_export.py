@@ -148,6 +148,8 @@ def _dynamo(module: torch.nn.Module, args: tuple[torch.Tensor, ...], input_names
         dynamic_shapes=(tuple(shapes),), opset_version=opset, optimize=True, verbose=False,
         external_data=False, report=False,
     )
+    if program is None:
+        raise ExportError("torch.onnx.export(dynamo=True) returned no program")
     model = program.model_proto
     _rename_dims(model, dynamic)
     return model
@@ -158,7 +160,8 @@ def _torchscript(module: torch.nn.Module, args: tuple[torch.Tensor, ...], input_
     buf = io.BytesIO()
     axes = {n: dict(a) for n, a in dynamic.items() if a}
     torch.onnx.export(
-        module, args, buf, dynamo=False, input_names=input_names, output_names=output_names,
+        module, args, buf,  # type: ignore[arg-type]  # a file object works; the stub says path only
+        dynamo=False, input_names=input_names, output_names=output_names,
         dynamic_axes=axes, opset_version=opset, do_constant_folding=True,
     )
     return onnx.load_from_string(buf.getvalue())

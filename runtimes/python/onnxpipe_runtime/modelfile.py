@@ -69,6 +69,7 @@ def _fields(buf: bytes) -> list[tuple[int, int, Any]]:
     while pos < len(buf):
         key, pos = _varint(buf, pos)
         num, wire = key >> 3, key & 7
+        value: Any
         if num == 0:
             raise ValueError("field number 0")
         if wire == 0:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from onnxpipe_runtime.errors import InputError
@@ -104,11 +105,10 @@ def default_threads(
     root: str | Path = "/sys/fs/cgroup",
     proc_cgroup: str | Path = "/proc/self/cgroup",
     affinity: int | None = None,
-    env: dict[str, str] | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> int:
     """Intra-op threads for this process: ``ONNXPIPE_THREADS``, else min(affinity, ceil(quota)), at least 1."""
-    env = os.environ if env is None else env
-    raw = env.get(ENV_VAR)
+    raw = (os.environ if env is None else env).get(ENV_VAR)
     if raw not in (None, ""):
         return parse_threads(raw, ENV_VAR)
     cpus = affinity if affinity is not None else _affinity()

@@ -10,6 +10,8 @@ Run by hand, never by the Java build; its outputs are committed beside it. Deter
 - ``tokenizer_plain.onnx``: the same graph without a manifest (the opset import alone must trigger loading).
 - ``bad_manifest.onnx`` / ``future_manifest.onnx``: basic.onnx's graph with a manifest that is not JSON /
   of format_version 2 (both must be MODEL_LOAD errors).
+- ``floats.json``: float32 and float64 values (as bit patterns) with the text Python's tensor JSON writes for
+  them (the oracle for the Java writer's shortest round-trip formatting).
 - ``dtypes.onnx``: one input per remaining dtype (float64, int32, int8, bool, string) echoed to outputs, and
   optional inputs backed by initializers in both TensorProto encodings (raw_data and typed fields).
 """
@@ -108,7 +110,30 @@ def with_manifest_text(text: str) -> onnx.ModelProto:
     return m
 
 
+def float_oracle() -> dict:
+    rng = np.random.default_rng(7)
+    f32 = rng.integers(0, 2**32, size=3000, dtype=np.uint64).astype(np.uint32).view(np.float32)
+    f32 = np.concatenate([f32, rng.normal(size=500).astype(np.float32), np.array([
+        0.1, 1.0, -1.0, 0.5, 1e-4, 9.999999e-5, 1e-5, 1e16, 9.999999e15, 1e17, 123456789.0, 16777216.0, 1e15,
+        100000.0, 3.4028235e38, 1.17549435e-38, 1.4e-45, 3e-45, -0.0, 0.0, 2.9527978e-4, 2.5057761e-05, 0.3671654,
+    ], dtype=np.float32)])
+    f32 = f32[np.isfinite(f32)]
+    f64 = rng.integers(0, 2**63, size=1500, dtype=np.int64).view(np.float64)
+    f64 = np.concatenate([f64, -f64[:200], rng.normal(size=300), np.array([
+        0.1, 1e-4, 1e16, 1e22, 5e-324, 1.7976931348623157e308, 2.0**-1074 * 3, 0.3, 1 / 3, -0.0, 123.0])])
+    f64 = f64[np.isfinite(f64)]
+
+    def text(a: np.ndarray) -> list[str]:
+        return [json.dumps(v) for v in tensor_json.encode(a)["data"]]
+
+    return {
+        "float32": [[int(b), t] for b, t in zip(f32.view(np.uint32), text(f32))],
+        "float64": [[str(int(b)), t] for b, t in zip(f64.view(np.uint64), text(f64))],
+    }
+
+
 def main() -> None:
+    (HERE / "floats.json").write_text(json.dumps(float_oracle()) + "\n", encoding="utf-8")
     future = json.loads(onnx.load(ROOT / "tests" / "fixtures" / "basic.onnx").metadata_props[0].value)
     future["format_version"] = 2
     for name, model in [("bad_manifest.onnx", with_manifest_text('{"format": "onnxpipe.manifest", ')),

@@ -14,8 +14,9 @@ import java.util.Map;
  * Tensor JSON (docs/tensor-json.md): named tensors as {@code {"name": {"dtype", "shape", "data"}}}.
  *
  * <p>Reading parses every number at its tensor's dtype (int64 exactly, float32 from the decimal text);
- * writing emits the shortest decimal that round-trips at the tensor's precision ({@link Float#toString} for
- * float32) and {@code "NaN"}, {@code "Infinity"}, {@code "-Infinity"} for non-finite values. Errors are
+ * writing emits the shortest decimal that round-trips at the tensor's precision, formatted as Python does
+ * ({@link FloatFormat}: byte-identical to the Python runtime) and {@code "NaN"}, {@code "Infinity"},
+ * {@code "-Infinity"} for non-finite values. Errors are
  * {@link PipelineException} with code {@code INVALID_INPUT}, naming the tensor and the field.
  */
 public final class TensorJson {
@@ -264,11 +265,11 @@ public final class TensorJson {
       switch (t.dtype()) {
         case FLOAT32 -> {
           float f = t.floats()[i];
-          sb.append(special(f).orElse(Float.toString(f)));
+          sb.append(special(f).orElseGet(() -> FloatFormat.format(f)));
         }
         case FLOAT64 -> {
           double d = t.doubles()[i];
-          sb.append(special(d).orElse(Double.toString(d)));
+          sb.append(special(d).orElseGet(() -> FloatFormat.format(d)));
         }
         case INT64 -> sb.append(t.longs()[i]);
         case INT32 -> sb.append(t.ints()[i]);

@@ -67,7 +67,7 @@ class VectorHarnessTest {
   void missingModelFailsUnlessGenerated(@TempDir Path tmp) throws IOException {
     Path committed = set(tmp, "committed", "model.onnx", expected("0, 0, 0", "6", false));
     assertThrows(AssertionFailedError.class, () -> run(committed));
-    Path generated = set(tmp, "generated", "model.generated.onnx", expected("0, 0, 0", "6", false));
+    Path generated = set(tmp, "harness-self-test", "model.generated.onnx", expected("0, 0, 0", "6", false));
     TestAbortedException e = assertThrows(TestAbortedException.class, () -> run(generated));
     assertTrue(e.getMessage().contains("make vectors"), e.getMessage());
   }

@@ -152,7 +152,8 @@ func Dial(ctx context.Context, addr string, opts ...Option) (*Client, error) {
 		}
 		if !conn.WaitForStateChange(ctx, state) {
 			_ = conn.Close()
-			e := newError(op, "UNAVAILABLE", "no connection before the context ended (last state %s)", state)
+			e := newError(op, "UNAVAILABLE", "no connection before the context ended (last state %s): is the sidecar "+
+				"running and listening there?", state)
 			e.cause = ctx.Err()
 			return nil, e
 		}
@@ -377,7 +378,7 @@ func decodeContents(op, name, datatype string, shape []int64, c *inference.Infer
 	if err != nil {
 		return Tensor{}, protocolErr(op, "output '%s': %v", name, err)
 	}
-	t := Tensor{Shape: append([]int64(nil), shape...)}
+	t := Tensor{Shape: append([]int64{}, shape...)} // a scalar has shape [], not nil
 	var got int
 	rangeErr := func(i int, v any) error {
 		return protocolErr(op, "output '%s': element %d is %v, out of range for %s", name, i, v, datatype)

@@ -224,7 +224,7 @@ func decodeRaw(op, name, datatype string, shape []int64, raw []byte) (Tensor, er
 			name, len(raw), shape, datatype, n*info.size)
 	}
 	le := binary.LittleEndian
-	t := Tensor{Shape: append([]int64(nil), shape...)}
+	t := Tensor{Shape: append([]int64{}, shape...)} // a scalar has shape [], not nil
 	switch datatype {
 	case "FP32":
 		d := make([]float32, n)

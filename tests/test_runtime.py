@@ -337,6 +337,12 @@ def test_extensions_are_loaded_for_contrib_models():
         assert pipe.run(text=["HeLLo", "ÉCOLE"])["lower"].tolist() == ["hello", "école"]
 
 
+def test_nul_in_strings_is_refused_for_contrib_models():
+    with Pipeline.load(FIXTURES / "contrib.onnx") as pipe:
+        with pytest.raises(InputError, match=r"input 'text': element 1 contains a NUL character at position 2"):
+            pipe.run(text=["ok", "ab\x00cd"])
+
+
 def test_missing_extensions_package_is_named(tmp_path):
     code = f"""
 import importlib.util

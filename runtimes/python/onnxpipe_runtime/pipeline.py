@@ -156,6 +156,8 @@ class Pipeline:
         for name, value in given.items():
             spec = specs[name]
             arr = _convert(spec, value)
+            if spec.dtype == "string" and CONTRIB_DOMAIN in self.signature.domains:
+                _reject_nul(spec, arr)
             if len(arr.shape) != len(spec.shape):
                 raise InputError(
                     f"input {name!r}: rank {arr.ndim} (shape {list(arr.shape)}) given, "
@@ -244,6 +246,16 @@ def _convert(spec: sig.TensorSpec, value: Any) -> np.ndarray:
     if want.kind == "f" and raw.dtype.kind in "iu" and raw.size and not np.array_equal(arr.astype(raw.dtype), raw):
         raise InputError(f"input {spec.name!r}: integers too large for {spec.dtype} exactly")
     return arr
+
+
+def _reject_nul(spec: sig.TensorSpec, arr: np.ndarray) -> None:
+    """onnxruntime-extensions' string ops end a string at a NUL character; refuse rather than lose the rest."""
+    for i, v in enumerate(arr.reshape(-1)):
+        if "\x00" in v:
+            raise InputError(
+                f"input {spec.name!r}: element {i} contains a NUL character at position {v.index(chr(0))}; "
+                f"this pipeline's string ops ({CONTRIB_DOMAIN}) would silently drop everything after it"
+            )
 
 
 def _convert_strings(spec: sig.TensorSpec, value: Any) -> np.ndarray:

@@ -280,4 +280,12 @@ func TestToken(t *testing.T) {
 	if err := compareOutputs(res.Outputs, want, v.Tolerance); err != nil {
 		t.Fatal(err)
 	}
+
+	// once the sidecar is gone, calls fail fast as unavailable (retryable), not hang
+	srv.stop()
+	start = time.Now()
+	_, err = client.Ready(testContext(t))
+	if !errors.Is(err, ErrUnavailable) || time.Since(start) > 5*time.Second {
+		t.Fatalf("after the sidecar stopped: %v after %v; expected ErrUnavailable at once", err, time.Since(start))
+	}
 }

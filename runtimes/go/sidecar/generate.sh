@@ -26,7 +26,7 @@ install_plugin() { # name package version "expected --version output"
     local bin=$tools/$1
     if [ -x "$bin" ] && [ "$("$bin" --version 2>/dev/null)" = "$4" ]; then return 0; fi
     mkdir -p "$tools"
-    if ! GOBIN=$tools GOFLAGS=-mod=mod go install "$2@$3" >&2; then
+    if ! GOBIN=$tools go install "$2@$3" >&2; then
         echo "generate.sh: cannot install $2@$3 into $tools (no access to the Go module proxy?)" >&2
         exit 3
     fi

@@ -33,7 +33,8 @@ func TestStubsCurrent(t *testing.T) {
 		}
 		if !bytes.Equal(fresh, committed) {
 			t.Errorf("inference/%s is stale: it differs from what ./generate.sh writes from proto/grpc_service.proto "+
-				"(run ./generate.sh in runtimes/go/sidecar and commit the result)", name)
+				"(run ./generate.sh in runtimes/go/sidecar and commit the result; if only the header's protoc version "+
+				"differs, the .venv's grpcio-tools is not the one in requirements/constraints.txt)", name)
 		}
 	}
 }

@@ -64,6 +64,9 @@ func TestMain(m *testing.M) {
 // pythonPath is $ONNXPIPE_PYTHON, or the repository's .venv (created by `make setup`).
 func pythonPath() (string, error) {
 	if p := os.Getenv("ONNXPIPE_PYTHON"); p != "" {
+		if _, err := exec.LookPath(p); err != nil {
+			return "", fmt.Errorf("ONNXPIPE_PYTHON=%s is not an executable: %v", p, err)
+		}
 		return p, nil
 	}
 	p := filepath.Join(repoRoot, ".venv", "bin", "python")

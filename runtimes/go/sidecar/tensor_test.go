@@ -86,6 +86,12 @@ func TestTypedOutputs(t *testing.T) {
 	if !reflect.DeepEqual(res.Outputs["a"].Data, []int8{-3, 4}) || !reflect.DeepEqual(res.Outputs["b"].Data, []string{"x"}) {
 		t.Fatalf("decoded %+v", res.Outputs)
 	}
+	if d, ok := Values[int8](res.Outputs["a"]); !ok || len(d) != 2 {
+		t.Errorf("Values[int8] = %v, %v", d, ok)
+	}
+	if _, ok := Values[float32](res.Outputs["a"]); ok {
+		t.Error("Values[float32] of an INT8 tensor is ok")
+	}
 	resp.Outputs[0].Contents.IntContents = []int32{300, 0}
 	_, err = decodeResponse("infer 'm'", resp, nil)
 	wantError(t, err, ErrProtocol, "PROTOCOL", codes.OK, "'a'", "300", "out of range")

@@ -38,17 +38,21 @@ test-python: setup
 
 test-java: setup
 	$(MAKE) -C runtimes/java test
+	@if [ -f runtimes/java/sidecar-client/Makefile ]; then $(MAKE) -C runtimes/java/sidecar-client test; fi
 
 test-go: setup
 	$(MAKE) -C runtimes/go test
+	$(MAKE) -C runtimes/go/sidecar test
 
 build: build-java build-go
 
 build-java: setup
 	$(MAKE) -C runtimes/java build
+	@if [ -f runtimes/java/sidecar-client/Makefile ]; then $(MAKE) -C runtimes/java/sidecar-client build; fi
 
 build-go: setup
 	$(MAKE) -C runtimes/go build
+	$(MAKE) -C runtimes/go/sidecar build
 
 bench: setup generated-models
 	$(PY) -m examples.bench

@@ -63,8 +63,9 @@ final class SidecarProcess implements AutoCloseable {
    * listens and answers ServerReady.
    *
    * @param token the sidecar's --token, or null; also what the readiness probe sends
+   * @param tls the sidecar's --tls-cert and --tls-key (the probe trusts the certificate), or null
    */
-  static SidecarProcess start(java.util.Map<String, Path> models, String token, String... flags)
+  static SidecarProcess start(java.util.Map<String, Path> models, String token, Path[] tls, String... flags)
       throws IOException, InterruptedException {
     List<String> cmd = new ArrayList<>(List.of(python().toString(), "-m", "onnxpipe_runtime.serve"));
     for (Path file : models.values()) {
@@ -77,6 +78,9 @@ final class SidecarProcess implements AutoCloseable {
     cmd.addAll(List.of("--host", "127.0.0.1", "--port", "0", "--threads", "2", "--grace-s", "2"));
     if (token != null) {
       cmd.addAll(List.of("--token", token));
+    }
+    if (tls != null) {
+      cmd.addAll(List.of("--tls-cert", tls[0].toString(), "--tls-key", tls[1].toString()));
     }
     cmd.addAll(List.of(flags));
     Path stderr = Files.createTempFile("onnxpipe-sidecar-", ".log");
@@ -104,17 +108,22 @@ final class SidecarProcess implements AutoCloseable {
     try {
       p = port.get(START_LIMIT.toSeconds(), TimeUnit.SECONDS);
     } catch (ExecutionException | TimeoutException e) {
+      boolean exited = process.waitFor(2, TimeUnit.SECONDS);
+      String why = exited
+          ? "exited with status " + process.exitValue() + " before listening"
+          : "did not start listening within " + START_LIMIT.toSeconds() + " s";
       stop(process);
       String log = Files.readString(stderr);
       Files.deleteIfExists(stderr);
-      throw new IllegalStateException("sidecar did not start listening within " + START_LIMIT.toSeconds()
-          + " s (" + String.join(" ", cmd) + "); exit " + (process.isAlive() ? "none" : process.exitValue())
-          + ", stderr:\n" + log);
+      throw new IllegalStateException("sidecar " + why + " (" + String.join(" ", cmd) + "); stderr:\n" + log);
     }
     SidecarProcess server = new SidecarProcess(process, stderr, p);
     SidecarClient.Builder b = SidecarClient.builder("127.0.0.1", p);
     if (token != null) {
       b.token(token);
+    }
+    if (tls != null) {
+      b.tls(tls[0]);
     }
     try (SidecarClient probe = b.build()) {
       probe.awaitReady(START_LIMIT);
@@ -140,8 +149,13 @@ final class SidecarProcess implements AutoCloseable {
 
   /** SIGTERM (the sidecar drains, up to --grace-s), then SIGKILL after 10 s. */
   @Override
-  public void close() throws InterruptedException {
-    stop(process);
+  public void close() {
+    try {
+      stop(process);
+    } catch (InterruptedException e) {
+      process.destroyForcibly();
+      Thread.currentThread().interrupt();
+    }
     try {
       Runtime.getRuntime().removeShutdownHook(killer);
     } catch (IllegalStateException shuttingDown) {

@@ -50,9 +50,12 @@ class SidecarServerTest {
       VECTORS.put(name, v);
       if (Files.isRegularFile(v.model)) {
         models.put(name, v.model);
+      } else {
+        System.err.println("note: vector set '" + name + "' skipped: " + SidecarProcess.root().relativize(v.model)
+            + " is absent (a generated model: run `make vectors` at the repository root)");
       }
     }
-    server = SidecarProcess.start(models, null);
+    server = SidecarProcess.start(models, null, null);
     client = SidecarClient.builder("127.0.0.1", server.port).timeout(Duration.ofSeconds(60)).build();
   }
 

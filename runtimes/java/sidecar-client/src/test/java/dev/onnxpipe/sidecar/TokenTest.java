@@ -23,7 +23,7 @@ class TokenTest {
   @BeforeAll
   static void start() throws Exception {
     basic = new Vectors("basic");
-    server = SidecarProcess.start(Map.of("basic", basic.model), TOKEN);
+    server = SidecarProcess.start(Map.of("basic", basic.model), TOKEN, null);
   }
 
   @AfterAll

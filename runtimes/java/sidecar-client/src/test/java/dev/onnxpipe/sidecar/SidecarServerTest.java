@@ -89,7 +89,7 @@ class SidecarServerTest {
   }
 
   @Test
-  void concurrentCallsAreBatchedAndSplitBack() throws Exception {
+  void concurrentCallsEachGetTheirOwnAnswer() throws Exception {
     Vectors v = VECTORS.get("digits");
     ExecutorService pool = Executors.newFixedThreadPool(6);
     try {

@@ -164,7 +164,14 @@ def compose(
     missing = [n for n in outputs if n not in infos]
     if missing:
         raise ExportError(f"outputs {missing} are not produced by the composed graph")
+    consumed = _consumed_names(nodes)
     for name, default in runtime_inputs.items():
+        if name not in consumed:
+            raise ExportError(
+                f"run-time input {name!r} is not used by the exported graph: the op's value() was folded into a "
+                "constant or never reached the output, so a caller's value would be ignored. Read it with "
+                "RuntimeInput.value() inside forward and use the tensor in the computation."
+            )
         inits.append(numpy_helper.from_array(np.array(default, dtype=np.float32), name))
 
     graph = helper.make_graph(nodes, graph_name, graph_inputs, [infos[n] for n in outputs], initializer=inits,
@@ -178,6 +185,20 @@ def compose(
     )
     model.ir_version = ir_version_for(opset)
     return model
+
+
+def _consumed_names(nodes: Iterable[onnx.NodeProto]) -> set[str]:
+    """Every value name a node (or a node in a subgraph, which may read outer values) takes as input."""
+    names: set[str] = set()
+    for n in nodes:
+        names.update(n.input)
+        for a in n.attribute:
+            if a.type == onnx.AttributeProto.GRAPH:
+                names |= _consumed_names(a.g.node)
+            elif a.type == onnx.AttributeProto.GRAPHS:
+                for sub in a.graphs:
+                    names |= _consumed_names(sub.node)
+    return names
 
 
 def op_counts(model: onnx.ModelProto) -> dict[str, dict[str, int]]:

@@ -386,4 +386,5 @@ def _verify(path: Path, segments: Sequence[_segments.Segment], inputs: Mapping[s
             return {k: _segments.to_numpy(v) for k, v in out.items()}
 
         example = {k: _segments.to_numpy(v) for k, v in inputs.items()}
-        return verify(run_file, run_eager, example, input_axes, extra, tols, say)
+        defaults = {n: ri.default for seg in segments for n, ri in seg.runtime_inputs}
+        return verify(run_file, run_eager, example, input_axes, extra, tols, say, runtime_defaults=defaults)

@@ -187,10 +187,16 @@ def verify(
     extra: Sequence[Mapping[str, Any]],
     tolerances: Mapping[str, Tolerance],
     progress: Callable[[str], None],
+    runtime_defaults: Mapping[str, float] | None = None,
     seed: int = 0,
 ) -> list[CaseResult]:
     rng = np.random.default_rng(seed)
     cases: list[tuple[str, dict[str, np.ndarray], bool]] = [("the example inputs", dict(example), True)]
+    if runtime_defaults:
+        # half the default stays inside [0, default]: valid for thresholds, and a value the graph must honour
+        halved = {n: np.array(d / 2, dtype=np.float32) for n, d in runtime_defaults.items()}
+        cases.append((f"the example inputs with run-time inputs at half their defaults {dict(sorted((n, float(v)) for n, v in halved.items()))}",
+                      dict(example) | halved, True))
     for desc, sizes in plan_variants(example, dynamic):
         cases.append((f"generated variant ({desc}: {sizes})", make_variant(example, dynamic, sizes, rng), False))
     for i, user in enumerate(extra):

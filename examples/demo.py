@@ -48,8 +48,10 @@ def main(argv: list[str]) -> int:
         print(f"  exported {path.relative_to(ROOT)} ({result.report['file_size'] / 1e6:.1f} MB) in "
               f"{time.perf_counter() - start:.0f} s; verified against eager PyTorch on {cases} input shapes", flush=True)
         module.demo(path)
-    print("\nEvery pipeline above is one .onnx file: run it from Java (build/bin/onnxpipe-java), Go "
-          "(build/bin/onnxpipe-go) or Python (onnxpipe run FILE --inputs in.json) with the same results.")
+    print(f"\nEvery pipeline above is one .onnx file in {OUT.relative_to(ROOT)}/: run it from Python "
+          "(.venv/bin/onnxpipe run FILE --inputs in.json), Java or Go (`make build`, then build/bin/onnxpipe-java "
+          "or build/bin/onnxpipe-go run FILE --inputs in.json) with the same results, or serve it "
+          "(.venv/bin/onnxpipe serve FILE).")
     return 0
 
 

@@ -33,6 +33,9 @@ final class InputCheck {
         continue;
       }
       Tensor t = convert(spec, given.get(spec.name()));
+      if (t.dtype() == DType.STRING && sig.domains().contains(Pipeline.CONTRIB_DOMAIN)) {
+        rejectNul(spec, t.strings());
+      }
       long[] shape = t.shape();
       List<Object> want = spec.shape();
       if (shape.length != want.size()) {
@@ -59,6 +62,19 @@ final class InputCheck {
       out.put(spec.name(), t);
     }
     return out;
+  }
+
+  /** onnxruntime-extensions' string ops end a string at a NUL character; refuse rather than lose the rest. */
+  private static void rejectNul(TensorSpec spec, String[] strings) {
+    for (int i = 0; i < strings.length; i++) {
+      int at = strings[i].indexOf('\0');
+      if (at >= 0) {
+        // in code points, as the Python runtime counts
+        throw PipelineException.invalidInput("input '" + spec.name() + "': element " + i
+            + " contains a NUL character at position " + strings[i].codePointCount(0, at)
+            + "; this pipeline's string ops (" + Pipeline.CONTRIB_DOMAIN + ") would silently drop everything after it");
+      }
+    }
   }
 
   private static Tensor convert(TensorSpec spec, Object value) {

@@ -12,7 +12,10 @@ public final class PipelineException extends RuntimeException {
 
   /** What went wrong, as a stable code. */
   public enum Code {
-    /** An input is missing, unknown, or has the wrong type, dtype, rank or dimension. */
+    /**
+     * An input is missing, unknown, or has the wrong type, dtype, rank or dimension, or is a string with a NUL
+     * character for a pipeline whose {@code ai.onnx.contrib} string ops would drop what follows it.
+     */
     INVALID_INPUT,
     /** The model file cannot be read, is not an ONNX model, or its manifest is invalid. */
     MODEL_LOAD,

@@ -1,5 +1,6 @@
 package dev.onnxpipe;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
@@ -45,6 +46,32 @@ class ExtensionsTest {
       assertEquals("onnxruntime", p.signature().source());
       assertEquals(List.of("ai.onnx.contrib"), p.signature().domains());
       assertEquals(5, p.run(Map.of("text", new String[] {"hello world!"})).longs("input_ids").length);
+    }
+  }
+
+  @Test
+  void nulInAStringIsRefusedForContribModels() {
+    try (Pipeline p = Pipeline.load(Fixtures.fixture("contrib.onnx"))) {
+      assertEquals(List.of("ai.onnx.contrib"), p.signature().domains());
+      PipelineException e = assertThrows(PipelineException.class,
+          () -> p.run(Map.of("text", new String[] {"ok", "ab\u0000cd"})));
+      assertEquals(PipelineException.Code.INVALID_INPUT, e.code());
+      assertEquals("input 'text': element 1 contains a NUL character at position 2; this pipeline's string ops"
+          + " (ai.onnx.contrib) would silently drop everything after it", e.getMessage());
+      // a Tensor is checked like a String[]; the position counts code points, as in Python
+      e = assertThrows(PipelineException.class,
+          () -> p.run(Map.of("text", Tensor.ofStrings(new String[] {"\uD83D\uDE00\u0000"}, 1))));
+      assertTrue(e.getMessage().startsWith("input 'text': element 0 contains a NUL character at position 1;"),
+          e.getMessage());
+      assertArrayEquals(new String[] {"hello"}, p.run(Map.of("text", new String[] {"HeLLo"})).strings("lower"));
+    }
+    // a plain file needing the domain only through its opset imports is checked too
+    try (Pipeline p = Pipeline.load(Fixtures.resource("tokenizer_plain.onnx"))) {
+      PipelineException e = assertThrows(PipelineException.class,
+          () -> p.run(Map.of("text", new String[] {"\u0000hello"})));
+      assertEquals(PipelineException.Code.INVALID_INPUT, e.code());
+      assertTrue(e.getMessage().startsWith("input 'text': element 0 contains a NUL character at position 0;"),
+          e.getMessage());
     }
   }
 

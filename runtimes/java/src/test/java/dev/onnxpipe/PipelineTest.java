@@ -161,6 +161,15 @@ class PipelineTest {
     }
   }
 
+  @Test
+  void nulInAStringIsKeptWithoutContribOps() {
+    try (Pipeline p = Pipeline.load(Fixtures.resource("dtypes.onnx"))) {
+      Map<String, Object> in = dtypeInputs();
+      in.put("text", new String[] {"ab\u0000cd", "x"});
+      assertArrayEquals(new String[] {"ab\u0000cd", "x"}, p.run(in).strings("text_out"));
+    }
+  }
+
   static Map<String, Object> dtypeInputs() {
     Map<String, Object> in = new HashMap<>();
     in.put("f64", Tensor.ofDoubles(new double[] {1.25, Double.NaN}, 2));

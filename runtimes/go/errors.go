@@ -9,7 +9,8 @@ import (
 // missing extension also wraps ErrModelLoad), so callers branch with errors.Is and Code gives the code
 // shared with the Python and Java runtimes and the gRPC sidecar.
 var (
-	// ErrInvalidInput: an input is missing, unknown, or of the wrong dtype, rank or dimension; or a tensor
+	// ErrInvalidInput: an input is missing, unknown, or of the wrong dtype, rank or dimension; a string holds
+	// a NUL character for a pipeline whose ai.onnx.contrib string ops would drop what follows it; or a tensor
 	// or tensor-JSON document is malformed. Returned before ONNX Runtime is called.
 	ErrInvalidInput = errors.New("invalid input")
 	// ErrModelLoad: the file cannot be read, is not a valid ONNX model or manifest, or the ONNX Runtime

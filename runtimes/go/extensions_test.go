@@ -1,6 +1,7 @@
 package onnxpipe_test
 
 import (
+	"context"
 	"errors"
 	onnxpipe "github.com/onnxpipe/onnxpipe/runtimes/go"
 	"github.com/onnxpipe/onnxpipe/runtimes/go/internal/vectortest"
@@ -78,4 +79,36 @@ func TestExtensionsNotLoadedForStandardModels(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.Close()
+}
+
+func TestExtensionsNULInStringIsRefused(t *testing.T) {
+	p, err := onnxpipe.Load(vectortest.Fixture("contrib.onnx"), onnxpipe.WithThreads(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	text := func(s ...string) map[string]onnxpipe.Tensor {
+		tensor, err := onnxpipe.NewStringTensor([]int64{int64(len(s))}, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return map[string]onnxpipe.Tensor{"text": tensor}
+	}
+	_, err = p.Run(context.Background(), text("ok", "ab\x00cd"))
+	want := `invalid input: input "text": element 1 contains a NUL character at position 2; this pipeline's string ops (ai.onnx.contrib) would silently drop everything after it`
+	if !errors.Is(err, onnxpipe.ErrInvalidInput) || onnxpipe.Code(err) != "INVALID_INPUT" || err.Error() != want {
+		t.Fatalf("Run with a NUL: error %v (code %s), want ErrInvalidInput %q", err, onnxpipe.Code(err), want)
+	}
+	// the position counts characters, as in Python ("é" is two bytes)
+	_, err = p.Run(context.Background(), text("é\x00"))
+	if !errors.Is(err, onnxpipe.ErrInvalidInput) || !strings.Contains(err.Error(), "element 0 contains a NUL character at position 1;") {
+		t.Fatalf("Run with a NUL after a 2-byte character: %v", err)
+	}
+	out, err := p.Run(context.Background(), text("HeLLo"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := onnxpipe.OutputData[string](out, "lower"); err != nil || len(got) != 1 || got[0] != "hello" {
+		t.Fatalf("lower = %q (%v), want [hello]", got, err)
+	}
 }

@@ -1,5 +1,11 @@
 package onnxpipe
 
+import (
+	"slices"
+	"strings"
+	"unicode/utf8"
+)
+
 // validate checks inputs against the signature and returns the mask of optional inputs given.
 func (p *Pipeline) validate(inputs map[string]Tensor) (uint64, error) {
 	for name := range inputs {
@@ -33,6 +39,11 @@ func (p *Pipeline) validate(inputs map[string]Tensor) (uint64, error) {
 		if t.dtype != spec.DType {
 			return 0, inputErr("input %q: dtype %s given (shape %v), expected %s", spec.Name, t.dtype, formatShape(t.shape), spec.describe())
 		}
+		if t.dtype == String && slices.Contains(p.sig.Domains, contribDomain) {
+			if err := rejectNUL(spec.Name, t.Strings()); err != nil {
+				return 0, err
+			}
+		}
 		if len(t.shape) != len(spec.Shape) {
 			return 0, inputErr("input %q: rank %d (shape %s) given, expected rank %d %s", spec.Name, len(t.shape), formatShape(t.shape), len(spec.Shape), spec.shapeString())
 		}
@@ -58,4 +69,15 @@ func (p *Pipeline) validate(inputs map[string]Tensor) (uint64, error) {
 		}
 	}
 	return mask, nil
+}
+
+// rejectNUL refuses strings holding a NUL character: onnxruntime-extensions' string ops end a string there
+// and would silently lose the rest. The position counts characters (runes), as the Python runtime does.
+func rejectNUL(input string, data []string) error {
+	for i, s := range data {
+		if at := strings.IndexByte(s, 0); at >= 0 {
+			return inputErr("input %q: element %d contains a NUL character at position %d; this pipeline's string ops (%s) would silently drop everything after it", input, i, utf8.RuneCountInString(s[:at]), contribDomain)
+		}
+	}
+	return nil
 }

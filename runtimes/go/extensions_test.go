@@ -112,3 +112,22 @@ func TestExtensionsNULInStringIsRefused(t *testing.T) {
 		t.Fatalf("lower = %q (%v), want [hello]", got, err)
 	}
 }
+
+// onnxruntime_go hands strings to ONNX Runtime as C strings, so a NUL would cut any string short for any
+// model: refused with the reason, never silently truncated.
+func TestNULInStringIsRefusedForEveryModel(t *testing.T) {
+	p, err := onnxpipe.Load(filepath.Join(vectortest.RepoRoot(), "runtimes", "go", "testdata", "vectors", "strings", "model.onnx"), onnxpipe.WithThreads(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	tensor, err := onnxpipe.NewStringTensor([]int64{2}, []string{"ab\x00cd", "x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = p.Run(context.Background(), map[string]onnxpipe.Tensor{"text": tensor})
+	want := `invalid input: input "text": element 0 contains a NUL character at position 2; onnxruntime_go passes strings to ONNX Runtime as C strings, which end there`
+	if !errors.Is(err, onnxpipe.ErrInvalidInput) || err.Error() != want {
+		t.Fatalf("Run with a NUL: %v, want ErrInvalidInput %q", err, want)
+	}
+}

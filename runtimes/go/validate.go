@@ -39,8 +39,12 @@ func (p *Pipeline) validate(inputs map[string]Tensor) (uint64, error) {
 		if t.dtype != spec.DType {
 			return 0, inputErr("input %q: dtype %s given (shape %v), expected %s", spec.Name, t.dtype, formatShape(t.shape), spec.describe())
 		}
-		if t.dtype == String && slices.Contains(p.sig.Domains, contribDomain) {
-			if err := rejectNUL(spec.Name, t.Strings()); err != nil {
+		if t.dtype == String {
+			why := "onnxruntime_go passes strings to ONNX Runtime as C strings, which end there"
+			if slices.Contains(p.sig.Domains, contribDomain) {
+				why = "this pipeline's string ops (" + contribDomain + ") would silently drop everything after it"
+			}
+			if err := rejectNUL(spec.Name, t.Strings(), why); err != nil {
 				return 0, err
 			}
 		}
@@ -71,12 +75,13 @@ func (p *Pipeline) validate(inputs map[string]Tensor) (uint64, error) {
 	return mask, nil
 }
 
-// rejectNUL refuses strings holding a NUL character: onnxruntime-extensions' string ops end a string there
-// and would silently lose the rest. The position counts characters (runes), as the Python runtime does.
-func rejectNUL(input string, data []string) error {
+// rejectNUL refuses strings holding a NUL character rather than lose what follows it: onnxruntime_go hands
+// strings to ONNX Runtime as C strings (for every model), and onnxruntime-extensions' string ops end a string
+// there too. The position counts characters (runes), as the Python runtime does.
+func rejectNUL(input string, data []string, why string) error {
 	for i, s := range data {
 		if at := strings.IndexByte(s, 0); at >= 0 {
-			return inputErr("input %q: element %d contains a NUL character at position %d; this pipeline's string ops (%s) would silently drop everything after it", input, i, utf8.RuneCountInString(s[:at]), contribDomain)
+			return inputErr("input %q: element %d contains a NUL character at position %d; %s", input, i, utf8.RuneCountInString(s[:at]), why)
 		}
 	}
 	return nil

@@ -175,7 +175,24 @@ def _as_dict(score: torch.Tensor, label_id: torch.Tensor) -> dict[str, torch.Ten
     return {"score": score, "label_id": label_id}
 
 
-class TopK(torch.nn.Module):
+class _IdsThenLabels(torch.nn.Module):
+    """A torch part ``ids`` (scores -> (score, label_id)) followed, when labels are given, by the ONNX-native
+    ``lookup`` that adds the label strings; the exporter exports the two parts separately."""
+
+    ids: torch.nn.Module
+    lookup: LabelLookup | None
+
+    def onnxpipe_steps(self) -> list[Any]:
+        return [self.ids, self.lookup] if self.lookup is not None else [self.ids, _as_dict]
+
+    def forward(self, scores: torch.Tensor) -> dict[str, Any]:
+        score, ids = self.ids(scores)
+        if self.lookup is None:
+            return _as_dict(score, ids)
+        return self.lookup(score, ids)
+
+
+class TopK(_IdsThenLabels):
     """The ``k`` best classes per row: ``scores`` float [B, C] -> dict
 
     * ``score``: float [B, k], descending (ties: lower class index first);
@@ -203,14 +220,6 @@ class TopK(torch.nn.Module):
         if self.labels is not None:
             self.onnxpipe_labels = self.labels
 
-    def onnxpipe_steps(self) -> list[Any]:
-        return [self.ids, self.lookup] if self.lookup is not None else [self.ids, _as_dict]
-
-    def forward(self, scores: torch.Tensor) -> dict[str, Any]:
-        score, ids = self.ids(scores)
-        if self.lookup is None:
-            return _as_dict(score, ids)
-        return self.lookup(score, ids)
 
     def describe(self) -> str:
         return f"TopK({self.k}{', labels' if self.labels else ''})"
@@ -232,7 +241,7 @@ class _MultiLabelIds(torch.nn.Module):
         return "MultiLabel"
 
 
-class MultiLabel(torch.nn.Module):
+class MultiLabel(_IdsThenLabels):
     """Multi-label selection: probabilities ``scores`` float [B, C] (e.g. after Sigmoid) -> dict
 
     * ``score``: float [B, C], the input unchanged;
@@ -254,14 +263,6 @@ class MultiLabel(torch.nn.Module):
         if self.labels is not None:
             self.onnxpipe_labels = self.labels
 
-    def onnxpipe_steps(self) -> list[Any]:
-        return [self.ids, self.lookup] if self.lookup is not None else [self.ids, _as_dict]
-
-    def forward(self, scores: torch.Tensor) -> dict[str, Any]:
-        score, ids = self.ids(scores)
-        if self.lookup is None:
-            return _as_dict(score, ids)
-        return self.lookup(score, ids)
 
     def describe(self) -> str:
         return f"MultiLabel({'labels' if self.labels else 'ids'})"

@@ -5,9 +5,14 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
 import re
+import sys
+import tempfile
+import traceback
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import onnx
@@ -75,32 +80,162 @@ def export_segment(
     for name, ex in zip(input_names, args):
         if not isinstance(ex, torch.Tensor):
             raise ExportError(f"stage {seg.stage!r}: input {name!r} is {type(ex).__name__}; torch stages take tensors")
-    out = io.StringIO()
     try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(out), torch.no_grad():
-            warnings.simplefilter("ignore")
-            if exporter == "dynamo":
-                model = _dynamo(module, args, input_names, seg.output_names, dynamic, opset)
-            else:
-                model = _torchscript(module, args, input_names, seg.output_names, dynamic, opset)
+        with _captured_output() as logs:
+            model = _export(module, args, input_names, seg.output_names, dynamic, exporter, opset)
     except ExportError:
         raise
     except Exception as e:
-        reason = _torch_reason(e)
-        axis_words = ("specializ", "inferred a static shape", "Constraints violated", "constraint violation", "guard on data-dependent")
-        cls = ExportVerificationError if any(w in reason for w in axis_words) and dynamic else ExportError
-        hint = (
-            " torch could not keep a declared dynamic axis dynamic: a shape or a Python loop over it is "
-            "fixed by the code; use torch ops on tensor shapes, torch.jit.script for loops, or the ops catalog."
-            if cls is ExportVerificationError else ""
-        )
-        where = _name_axes(reason, input_names, dynamic)
-        raise cls(
-            f"stage {seg.stage!r} ({seg.describe()}): the {exporter} exporter failed{where}.{hint}\n"
-            f"torch's reason: {_first_lines(reason, 25)}"
-        ) from e
+        raise _failure(seg, e, logs.text(), module, args, input_names, dynamic, exporter, opset) from e
+    log.debug("torch output while exporting %s:\n%s", seg.name, logs.text())
     _check_outputs(seg, model)
     return model
+
+
+def _export(module: torch.nn.Module, args: tuple[torch.Tensor, ...], input_names: list[str],
+            output_names: list[str], dynamic: Mapping[str, Mapping[int, str]], exporter: str,
+            opset: int) -> onnx.ModelProto:
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        if exporter == "dynamo":
+            return _dynamo(module, args, input_names, output_names, dynamic, opset)
+        return _torchscript(module, args, input_names, output_names, dynamic, opset)
+
+
+class _Captured:
+    def __init__(self) -> None:
+        self.file = tempfile.TemporaryFile(mode="w+b")
+
+    def text(self) -> str:
+        self.file.seek(0)
+        return self.file.read().decode("utf-8", "replace")
+
+
+@contextlib.contextmanager
+def _captured_output() -> Iterator[_Captured]:
+    """torch's own output while exporting (FX graphs, warnings from C++, logging handlers bound to the
+    original stderr) goes to a file instead of the user's terminal: file descriptors 1 and 2 are redirected,
+    and so are ``sys.stdout``/``sys.stderr``."""
+    cap = _Captured()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    saved = []
+    try:
+        for fd in (1, 2):
+            saved.append((fd, os.dup(fd)))
+            os.dup2(cap.file.fileno(), fd)
+    except OSError:  # no real descriptors (embedded interpreters): Python-level redirection only
+        pass
+    text = io.TextIOWrapper(cap.file, encoding="utf-8", errors="replace", write_through=True)
+    try:
+        with contextlib.redirect_stdout(text), contextlib.redirect_stderr(text):
+            yield cap
+    finally:
+        with contextlib.suppress(Exception):
+            text.flush()
+        text.detach()
+        for fd, old in saved:
+            os.dup2(old, fd)
+            os.close(old)
+
+
+#: why torch failed, from its message (first match wins); "other" when nothing matches
+CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("data-dependent control flow", ("data-dependent", "data dependent", "GuardOnDataDependent",
+                                     "Could not guard on", "unbacked", "Could not extract specialized integer")),
+    ("frozen shape", ("specializ", "inferred a static shape", "Constraints violated", "constraint violation",
+                      "not dynamic")),
+    ("unsupported op", ("Unsupported", "unsupported", "not supported", "No decomposition", "not implemented",
+                        "NotImplementedError", "No ONNX function", "Cannot find symbolic", "is not a registered")),
+    ("dtype", ("dtype", "scalar type", "Expected object of scalar type", "doesn't define __round__", "type Tensor",
+               "must have the same type")),
+)
+
+
+def categorize(reason: str) -> str:
+    for name, words in CATEGORIES:
+        if any(w in reason for w in words):
+            return name
+    return "other"
+
+
+_TORCH_DIRS = tuple(
+    str(Path(m.__file__).resolve().parent) + os.sep
+    for m in (torch, onnx, contextlib) if getattr(m, "__file__", None)
+)
+_OWN_FILES = {str(Path(__file__).resolve()), str(Path(__file__).resolve().parent / "stages.py"),
+              str(Path(__file__).resolve().parent / "_segments.py")}
+_FILE_LINE = re.compile(r'File "([^"]+)", line (\d+)')
+
+
+def _is_user_file(filename: str) -> bool:
+    f = str(Path(filename).resolve()) if not filename.startswith("<") else filename
+    if f.startswith("<") or f in _OWN_FILES:
+        return False
+    return not any(f.startswith(d) for d in _TORCH_DIRS) and "onnxscript" not in f
+
+
+def user_source(e: BaseException, text: str) -> str | None:
+    """``file:line`` of the innermost frame in the user's code (not torch, onnx or the exporter itself):
+    from the traceback of the exception and its causes, else from torch's "from user code" listing."""
+    found: str | None = None
+    seen: set[int] = set()
+    exc: BaseException | None = e
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        for frame in traceback.extract_tb(exc.__traceback__):
+            if _is_user_file(frame.filename):
+                found = f"{frame.filename}:{frame.lineno}"
+        if found:
+            return found
+        exc = exc.__cause__ or exc.__context__
+    for m in _FILE_LINE.finditer(text):
+        if _is_user_file(m.group(1)):
+            found = f"{m.group(1)}:{m.group(2)}"
+    return found
+
+
+def _failure(seg: Segment, e: Exception, logs: str, module: torch.nn.Module, args: tuple[torch.Tensor, ...],
+             input_names: list[str], dynamic: Mapping[str, Mapping[int, str]], exporter: str,
+             opset: int) -> ExportError:
+    """The error to raise for a failed torch export: first line stage / source line / category."""
+    reason = _torch_reason(e)
+    full = "".join(traceback.format_exception(e))
+    category = categorize(reason)
+    axes_cause = False
+    if dynamic:
+        # Blame the dynamic axes only when the same export succeeds without them.
+        try:
+            with _captured_output():
+                _export(module, args, input_names, seg.output_names, {}, exporter, opset)
+            axes_cause = True
+        except Exception:
+            axes_cause = False
+    source = user_source(e, full + "\n" + reason)
+    where = _name_axes(reason, input_names, dynamic) if axes_cause else ""
+    if axes_cause:
+        category = "frozen shape" if category not in ("data-dependent control flow",) else category
+        hint = (f" It exports without the declared dynamic axes, so torch could not keep a dynamic axis "
+                f"dynamic{where}: a shape or a Python loop over it is fixed by the code; use torch ops on tensor "
+                "shapes, torch.jit.script for loops, or the onnxpipe.ops catalog.")
+    else:
+        hint = _HINTS.get(category, "")
+    cls = ExportVerificationError if axes_cause else ExportError
+    head = f"stage {seg.stage!r} ({seg.describe()}): {category}" + (f" at {source}" if source else "")
+    short = _first_lines(reason, 12)
+    message = f"{head}: the {exporter} exporter failed.{hint}\ntorch's reason: {short}"
+    details = f"{message}\n\n--- traceback ---\n{full}\n--- torch's output while exporting ---\n{logs}"
+    return cls(message, details=details, stage=seg.stage, category=category, source=source)
+
+
+_HINTS = {
+    "data-dependent control flow": (" A Python `if`/loop depends on tensor values, which an exported graph cannot "
+                                    "branch on; use torch.where / masks, or torch.cond."),
+    "unsupported op": " An op has no ONNX lowering in this exporter; try exporter='torchscript'/'dynamo' or "
+                      "replace it (the onnxpipe.ops catalog).",
+    "dtype": " A value has a dtype torch cannot export here (e.g. round() on a tensor, mixed integer/float math).",
+}
 
 
 _INPUT_AXIS = re.compile(r"inputs\[(\d+)\](?:\[(\d+)\])?\.shape\[(\d+)\]")

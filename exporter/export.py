@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import tempfile
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -203,23 +204,55 @@ def export_pipeline(
 
     manifest = _manifest(composed, segments, exporters, runtime_defaults, opset, metadata, path)
     vectors = _embedded_vectors(segments, inputs, tols) if embed_vectors else None
-    _write(composed, manifest, path, vectors)
-
     report: dict[str, Any] = {
         "op_counts": _graph.op_counts(composed),
         "exporters": {seg.name: kind for seg, kind in zip(segments, exporters)},
-        "verification": {"passed": False, "skipped": True, "cases": []},
+        "verification": manifest["verification"],
     }
-    if verify:
-        results = _verify(path, segments, inputs, input_axes, verify_inputs or [], tols, say)
-        if _name_output_dims(composed, results, input_axes):
-            manifest = _manifest(composed, segments, exporters, runtime_defaults, opset, metadata, path)
-        manifest["verification"] = {"passed": True, "cases": [r.to_dict() for r in results]}
-        _write(composed, manifest, path, vectors)
-        report["verification"] = manifest["verification"]
+    # The file is written beside ``path`` and renamed onto it only once it is final: a failed verification
+    # (or an interrupted export) never leaves a file at ``path``, and an older file there stays untouched.
+    staged = _staging_path(path)
+    try:
+        _write(composed, manifest, staged, vectors)
+        if verify:
+            try:
+                results = _verify(staged, segments, inputs, input_axes, verify_inputs or [], tols, say)
+            except ExportVerificationError as e:
+                e.report = report | {"verification": verification_state("failed", reason=str(e).splitlines()[0])}
+                raise
+            if _name_output_dims(composed, results, input_axes):
+                manifest = _manifest(composed, segments, exporters, runtime_defaults, opset, metadata, path)
+            manifest["verification"] = verification_state("passed", [r.to_dict() for r in results])
+            _write(composed, manifest, staged, vectors)
+            report["verification"] = manifest["verification"]
+        os.replace(staged, path)
+    finally:
+        staged.unlink(missing_ok=True)
     report["file_size"] = path.stat().st_size
-    say(f"wrote {path} ({report['file_size']:,} bytes)")
+    say(f"wrote {path} ({report['file_size']:,} bytes)" + ("" if verify else "; NOT verified (verify=False)"))
     return ExportedPipeline(path=path, manifest=manifest, report=report)
+
+
+#: ``verification.status`` in the manifest: three distinct states (docs/manifest.md)
+VERIFICATION_STATES = ("passed", "failed", "not run")
+
+
+def verification_state(status: str, cases: Sequence[Mapping[str, Any]] = (), reason: str | None = None) -> dict[str, Any]:
+    """The manifest's ``verification`` object. ``passed`` stays for readers of the first manifests."""
+    if status not in VERIFICATION_STATES:
+        raise ValueError(f"verification status: expected one of {list(VERIFICATION_STATES)}, got {status!r}")
+    state: dict[str, Any] = {"status": status, "passed": status == "passed", "cases": list(cases)}
+    if reason is not None:
+        state["reason"] = reason
+    return state
+
+
+def _staging_path(path: Path) -> Path:
+    """A fresh file name beside ``path`` (same directory, so the final rename is atomic)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".partial.onnx")
+    os.close(fd)
+    return Path(tmp)
 
 
 def _check_dynamic(model: onnx.ModelProto, input_axes: Mapping[str, Mapping[int, str]]) -> None:
@@ -323,7 +356,7 @@ def _manifest(model: onnx.ModelProto, segments: Sequence[_segments.Segment], exp
         "precision": "fp32",
         "opset": opset,
         "exporter": used[0] if len(used) == 1 else "+".join(used),
-        "verification": {"passed": False, "skipped": True, "cases": []},
+        "verification": verification_state("not run"),
         "metadata": dict(sorted((metadata or {}).items())),
     }
 
@@ -358,24 +391,24 @@ def _write(model: onnx.ModelProto, manifest: Mapping[str, Any], path: Path, vect
         onnx.checker.check_model(m)
     except onnx.checker.ValidationError as e:
         raise ExportError(f"the composed graph is not valid ONNX: {e}") from e
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = m.SerializeToString(deterministic=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "wb") as f:
+    with open(path, "wb") as f:
         f.write(data)
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; the file is an ordinary artifact
-    os.replace(tmp, path)
+    os.chmod(path, 0o666 & ~umask)  # mkstemp creates 0600; the file is an ordinary artifact
 
 
 def _verify(path: Path, segments: Sequence[_segments.Segment], inputs: Mapping[str, Any],
             input_axes: Mapping[str, Mapping[int, str]], extra: Sequence[Mapping[str, Any]],
             tols: Mapping[str, Tolerance], say: Any) -> list[Any]:
-    from onnxpipe_runtime import Pipeline
+    from onnxpipe_runtime import Pipeline, UnverifiedPipelineWarning
 
     runtime_names = {n for seg in segments for n, _ in seg.runtime_inputs}
-    with Pipeline.load(path, threads=max(1, min(4, os.cpu_count() or 1))) as pipe:
+    with warnings.catch_warnings():  # the staged file says "not run" until this verification passes
+        warnings.simplefilter("ignore", UnverifiedPipelineWarning)
+        pipe = Pipeline.load(path, threads=max(1, min(4, os.cpu_count() or 1)))
+    with pipe:
         def run_file(feed: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             return pipe.run(feed)
 

@@ -221,8 +221,10 @@ def flatten_stage(stage: Any) -> list[Any]:
 
 
 def describe(step: Any) -> str:
+    """A short name for messages and the manifest: onnxpipe's own ``describe()`` (ops, Chain, OnnxStage),
+    else the class name (other libraries' ``describe()`` may return prose: torchvision's presets do)."""
     d = getattr(step, "describe", None)
-    if callable(d):
+    if callable(d) and (isinstance(step, OnnxStage) or type(step).__module__.split(".")[0] == "onnxpipe"):
         return str(d())
     if isinstance(step, torch.nn.Module):
         return type(step).__name__

@@ -12,6 +12,7 @@ from onnxpipe_runtime.errors import (
     ModelLoadError,
     PipelineError,
     RunError,
+    UnverifiedPipelineWarning,
 )
 from onnxpipe_runtime.pipeline import ClosedError, Pipeline
 from onnxpipe_runtime.signature import Signature, TensorSpec
@@ -27,6 +28,7 @@ __all__ = [
     "RunError",
     "Signature",
     "TensorSpec",
+    "UnverifiedPipelineWarning",
     "__version__",
     "default_threads",
 ]

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from onnxpipe_runtime import signature as sig_mod
 from onnxpipe_runtime import tensor_json
 from onnxpipe_runtime.errors import InputError, PipelineError
 from onnxpipe_runtime.pipeline import Pipeline
@@ -120,6 +121,7 @@ def signature_doc(pipe: Pipeline) -> dict[str, Any]:
         "path": str(pipe.path),
         "file_size": pipe.path.stat().st_size,
         "signature": pipe.signature.to_dict(),
+        "verification": sig_mod.verification_status(pipe.manifest),
         "manifest": pipe.manifest,
     }
 
@@ -146,12 +148,12 @@ def print_signature(doc: dict[str, Any]) -> None:
         print(f"  custom-op domains: {', '.join(sig['domains'])}")
     for st in man.get("stages", []):
         print(f"  stage {st['name']} [{st['kind']}]: {st['description']} ({st['nodes']} nodes)")
-    ver = man.get("verification")
-    if ver:
-        if ver.get("skipped"):
-            print("  verification: skipped at export")
-        else:
-            print(f"  verification: {'passed' if ver.get('passed') else 'FAILED'} on {len(ver.get('cases', []))} input sets")
+    if man:
+        status = sig_mod.verification_status(man)
+        cases = len((man.get("verification") or {}).get("cases", []))
+        print({"passed": f"  verification: passed on {cases} input sets",
+               "failed": "  verification: FAILED at export (do not deploy this file)",
+               "not run": "  verification: NOT VERIFIED (exported with verify=False)"}[status])
 
 
 def _shape(shape: list[Any]) -> str:

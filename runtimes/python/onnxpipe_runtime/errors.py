@@ -32,3 +32,7 @@ class RunError(PipelineError):
     """ONNX Runtime failed while running a validated input."""
 
     code = "RUNTIME"
+
+
+class UnverifiedPipelineWarning(UserWarning):
+    """The file was exported without verification (``verify=False``), or its verification failed."""

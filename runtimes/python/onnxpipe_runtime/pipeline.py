@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,14 @@ import numpy as np
 import onnxruntime as ort
 
 from onnxpipe_runtime import signature as sig
-from onnxpipe_runtime.errors import InputError, MissingExtensionError, ModelLoadError, PipelineError, RunError
+from onnxpipe_runtime.errors import (
+    InputError,
+    MissingExtensionError,
+    ModelLoadError,
+    PipelineError,
+    RunError,
+    UnverifiedPipelineWarning,
+)
 from onnxpipe_runtime.modelfile import ModelHeader, read_model
 from onnxpipe_runtime.tensor_json import DTYPES
 from onnxpipe_runtime.threads import default_threads, parse_threads
@@ -69,6 +77,12 @@ class Pipeline:
         self.threads = threads
         domains = tuple(d for d in header.domains if d != "ai.onnx")
         self.signature = sig.from_manifest(manifest) if manifest is not None else sig.from_session(session, domains)
+        #: "passed", "failed", "not run" (exported with verify=False) or "unknown" (plain ONNX, no manifest)
+        self.verification = sig.verification_status(manifest)
+        if self.verification in ("failed", "not run"):
+            why = ("was exported with verify=False: its outputs were never compared with eager PyTorch"
+                   if self.verification == "not run" else "FAILED verification at export: it disagrees with eager PyTorch")
+            warnings.warn(f"{path.name} {why}", UnverifiedPipelineWarning, stacklevel=3)
         self._output_names = [o.name for o in self.signature.outputs]
         self._lock = threading.Lock()
 

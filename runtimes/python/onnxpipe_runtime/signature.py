@@ -106,3 +106,25 @@ def from_session(session: Any, domains: tuple[str, ...] = ()) -> Signature:
         source="onnxruntime",
         domains=domains,
     )
+
+
+#: ``verification.status`` values a manifest may carry (docs/manifest.md)
+VERIFICATION_STATES = ("passed", "failed", "not run")
+
+
+def verification_status(manifest: dict[str, Any] | None) -> str:
+    """``"passed"``, ``"failed"`` or ``"not run"`` from the manifest; ``"unknown"`` for a plain ONNX file.
+
+    Files from before ``status`` existed: ``passed: true`` is passed, ``skipped: true`` not run, else failed.
+    """
+    if manifest is None:
+        return "unknown"
+    ver = manifest.get("verification")
+    if not isinstance(ver, dict):
+        return "not run"
+    status = ver.get("status")
+    if status in VERIFICATION_STATES:
+        return str(status)
+    if ver.get("passed") is True:
+        return "passed"
+    return "not run" if ver.get("skipped") else "failed"

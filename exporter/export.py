@@ -315,8 +315,11 @@ def _manifest(model: onnx.ModelProto, segments: Sequence[_segments.Segment], exp
             e["optional"] = True
             e["default"] = runtime_defaults[vi.name]
             e["shape"] = []
+            if runtime_ranges.get(vi.name) is not None:
+                e["range"] = list(runtime_ranges[vi.name])
         return e
 
+    runtime_ranges = {n: ri.range for seg in segments for n, ri in seg.runtime_inputs}
     node_counts = {s: sum(c.values()) for s, c in _graph.op_counts(model).items()}
     stages = []
     for stage_name in _segments.STAGE_NAMES:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import contextvars
+import math
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -46,11 +47,22 @@ class RuntimeInput:
     Eagerly ``value()`` is the default; during export it is the graph input of the same name.
     """
 
-    def __init__(self, name: str, default: float) -> None:
+    def __init__(self, name: str, default: float, range: tuple[float, float] | None = None) -> None:
         if not isinstance(name, str) or not name.isidentifier():
             raise ValueError(f"RuntimeInput name: expected an identifier, got {name!r}")
+        if isinstance(default, bool) or not isinstance(default, (int, float)) or not math.isfinite(default):
+            raise ValueError(f"RuntimeInput {name!r}: default: expected a finite number, got {default!r}")
+        if range is not None:
+            lo, hi = (float(v) for v in range)
+            if not lo <= hi:
+                raise ValueError(f"RuntimeInput {name!r}: range: expected (low, high) with low <= high, got {range!r}")
+            if not lo <= default <= hi:
+                raise ValueError(f"RuntimeInput {name!r}: default: expected a number in [{lo:g}, {hi:g}], got {default!r}")
+            range = (lo, hi)
         self.name = name
         self.default = float(default)
+        #: inclusive (low, high) every runtime checks a value against (the manifest's ``range``), or None
+        self.range = range
 
     def value(self) -> torch.Tensor:
         bound = _BOUND.get()
@@ -59,7 +71,8 @@ class RuntimeInput:
         return torch.tensor(self.default, dtype=torch.float32)
 
     def __repr__(self) -> str:
-        return f"RuntimeInput({self.name!r}, {self.default!r})"
+        rng = f", range={self.range!r}" if self.range is not None else ""
+        return f"RuntimeInput({self.name!r}, {self.default!r}{rng})"
 
 
 @contextlib.contextmanager

@@ -59,7 +59,7 @@ def _threshold(op: str, threshold: float | RuntimeInput | None, name: str) -> Ru
         raise ValueError(f"{op}: threshold: expected a number in [0, 1], got {value!r}")
     if isinstance(threshold, RuntimeInput):
         return threshold
-    return RuntimeInput(name, float(value))
+    return RuntimeInput(name, float(value), range=(0.0, 1.0))
 
 
 class Softmax(torch.nn.Module):

@@ -167,7 +167,7 @@ class BatchedNMS(torch.nn.Module):
                 raise ValueError(f"BatchedNMS: {pname}: expected an identifier, got {val!r}")
         if iou_name == score_name:
             raise ValueError(f"BatchedNMS: score_name: expected a name other than iou_name, got {score_name!r}")
-        self.iou_threshold = RuntimeInput(iou_name, float(iou_threshold))
+        self.iou_threshold = RuntimeInput(iou_name, float(iou_threshold), range=(0.0, 1.0))
         self.score_threshold = RuntimeInput(score_name, float(score_threshold))
         self.max_detections = max_detections
         self.class_agnostic = class_agnostic

@@ -69,7 +69,12 @@ class Pipeline:
     """
 
     def __init__(self, session: ort.InferenceSession, header: ModelHeader, path: Path, threads: int):
-        self._session: ort.InferenceSession | None = session
+        self._session: Any = session  # an InferenceSession, or a session-like placing stages (accelerators.py)
+        #: where the model stage runs ("cpu", "openvino", or "auto" when calls are routed by batch size), its
+        #: precision (None: as exported) and each stage's engine
+        self.accelerator: str = "cpu"
+        self.precision: str | None = None
+        self.placement: dict[str, str] = {}
         manifest = header.manifest
         self.manifest = manifest
         self._embedded_vectors = header.metadata.get("onnxpipe.vectors")
@@ -93,20 +98,58 @@ class Pipeline:
         *,
         threads: int | None = None,
         providers: Sequence[str] | None = None,
+        accelerator: str = "cpu",
+        precision: str | None = None,
     ) -> Pipeline:
-        """Open ``path``. ``threads`` defaults to the CPUs this process may use (see ``threads.py``)."""
+        """Open ``path``. ``threads`` defaults to the CPUs this process may use (see ``threads.py``); every engine
+        follows it.
+
+        ``accelerator``: ``"cpu"`` (ONNX Runtime's CPU provider runs the whole file), ``"openvino"`` (the model
+        stage on OpenVINO, pre/post on the CPU provider; extra ``onnxpipe-runtime[openvino]``) or ``"auto"`` (the
+        best of those for this file here: docs/accelerators.md). ``precision``: None (f32) or ``"bf16"``
+        (openvino, on CPUs with AVX-512 BF16 or AMX). Impossible combinations raise ``AcceleratorError``; openvino
+        without the extra raises ``MissingExtensionError``.
+        """
+        from onnxpipe_runtime import _auto, accelerators
+
+        accelerator, precision = accelerators.check(accelerator, precision)
+        if providers is not None and accelerator != "cpu":
+            raise accelerators.AcceleratorError("give providers or accelerator, not both")
         path = Path(path)
         data, header = read_model(path)
-        header.manifest  # noqa: B018 - reject a bad manifest before paying for the session
+        manifest = header.manifest  # rejects a bad manifest before paying for the session
         n_threads = parse_threads(threads) if threads is not None else default_threads()
-        so = session_options(n_threads)
-        if CONTRIB_DOMAIN in header.domains:
-            so.register_custom_ops_library(_extensions_library())
+
+        def options() -> ort.SessionOptions:
+            so = session_options(n_threads)
+            if CONTRIB_DOMAIN in header.domains:
+                so.register_custom_ops_library(_extensions_library())
+            return so
+
+        def placed(name: str, prec: str) -> Any:
+            outputs = [o.name for o in sig.from_manifest(manifest).outputs] if manifest is not None else []
+            return accelerators.open_placed(data, manifest, str(path), name, prec, n_threads, options, outputs)
+
+        if accelerator == "openvino":
+            session = placed(accelerator, precision or "f32")
+            pipe = cls(session, header, path, n_threads)
+            pipe.accelerator, pipe.precision, pipe.placement = accelerator, precision or "f32", session.placement
+            return pipe
         try:
-            session = ort.InferenceSession(data, so, providers=list(providers or ["CPUExecutionProvider"]))
+            session = ort.InferenceSession(data, options(), providers=list(providers or ["CPUExecutionProvider"]))
         except Exception as e:  # onnxruntime raises several unrelated types for a bad model
             raise ModelLoadError(f"model file {str(path)!r}: ONNX Runtime cannot load it: {e}") from e
-        return cls(session, header, path, n_threads)
+        pipe = cls(session, header, path, n_threads)
+        if accelerator == "auto":
+            try:
+                vectors = pipe.embedded_vectors()
+            except ModelLoadError:
+                vectors = None
+            cpu = _auto.Choice(session, "cpu", None, {})
+            choice = _auto.choose(cpu, placed, manifest, pipe.signature, vectors, precision)
+            pipe._session = choice.session
+            pipe.accelerator, pipe.precision, pipe.placement = choice.accelerator, choice.precision, choice.placement
+        return pipe
 
     def embedded_vectors(self) -> dict[str, Any] | None:
         """The example inputs, eager outputs and tolerances stored at export (``onnxpipe.vectors``), if any:
@@ -169,7 +212,7 @@ class Pipeline:
         dims: dict[str, tuple[str, int]] = {}
         for name, value in given.items():
             spec = specs[name]
-            arr = _convert(spec, value)
+            arr = sig.convert_parameter(spec, value) if spec.is_parameter else _convert(spec, value)
             if spec.dtype == "string" and CONTRIB_DOMAIN in self.signature.domains:
                 _reject_nul(spec, arr)
             if len(arr.shape) != len(spec.shape):

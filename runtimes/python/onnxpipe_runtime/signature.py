@@ -5,7 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from onnxpipe_runtime.errors import ModelLoadError
+import math
+
+import numpy as np
+
+from onnxpipe_runtime.errors import InputError, ModelLoadError
 from onnxpipe_runtime.tensor_json import DTYPES
 
 Dim = int | str | None
@@ -31,12 +35,20 @@ class TensorSpec:
     shape: tuple[Dim, ...]
     optional: bool = False
     default: Any = None
+    range: tuple[float, float] | None = None  # inclusive bounds of a run-time parameter (manifest "range")
+
+    @property
+    def is_parameter(self) -> bool:
+        """A run-time parameter (threshold): an optional float scalar with a default."""
+        return self.optional and self.shape == () and self.dtype in ("float32", "float64")
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"name": self.name, "dtype": self.dtype, "shape": list(self.shape)}
         if self.optional:
             d["optional"] = True
             d["default"] = self.default
+        if self.range is not None:
+            d["range"] = list(self.range)
         return d
 
 
@@ -74,7 +86,12 @@ def _spec_from_manifest(entry: Any, where: str) -> TensorSpec:
     shape = entry.get("shape")
     if not isinstance(shape, list) or not all(d is None or isinstance(d, (int, str)) for d in shape):
         raise ModelLoadError(f"manifest {where} {entry['name']!r}: shape must be a list of int/str/null, got {shape!r}")
-    return TensorSpec(entry["name"], dtype, tuple(shape), bool(entry.get("optional", False)), entry.get("default"))
+    rng = entry.get("range")
+    if rng is not None and not (isinstance(rng, list) and len(rng) == 2
+                                and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in rng)):
+        raise ModelLoadError(f"manifest {where} {entry['name']!r}: range must be [low, high], got {rng!r}")
+    return TensorSpec(entry["name"], dtype, tuple(shape), bool(entry.get("optional", False)), entry.get("default"),
+                      (float(rng[0]), float(rng[1])) if rng is not None else None)
 
 
 def from_manifest(manifest: dict[str, Any]) -> Signature:
@@ -128,3 +145,26 @@ def verification_status(manifest: dict[str, Any] | None) -> str:
     if ver.get("passed") is True:
         return "passed"
     return "not run" if ver.get("skipped") else "failed"
+
+
+def convert_parameter(spec: TensorSpec, value: Any) -> np.ndarray:
+    """A run-time parameter as a 0-d array of the spec's dtype, checked the same way whatever its Python type.
+
+    Accepted: a real number as a Python int or float, a numpy integer or floating scalar, or a 0-d array of
+    those (float64 values are rounded to float32 as the graph computes in float32). Refused: bool, strings,
+    arrays with elements, NaN or infinity, and a value outside the manifest's ``range``.
+    """
+    arr = np.asarray(value) if not isinstance(value, (str, bytes)) else np.asarray(value, dtype=object)
+    kind = type(value).__name__ if not isinstance(value, np.ndarray) else f"array of dtype {arr.dtype}"
+    rng = f" in [{spec.range[0]:g}, {spec.range[1]:g}]" if spec.range is not None else ""
+    expected = f"expected one number{rng} (int, float, a numpy scalar or a 0-d array)"
+    if arr.dtype.kind not in "iuf" or isinstance(value, (bool, np.bool_)):
+        raise InputError(f"input {spec.name!r}: {kind} {value!r} given, {expected}")
+    if arr.shape != ():
+        raise InputError(f"input {spec.name!r}: shape {list(arr.shape)} given, {expected}")
+    number = float(arr)
+    if not math.isfinite(number):
+        raise InputError(f"input {spec.name!r}: {number} given, {expected}")
+    if spec.range is not None and not spec.range[0] <= number <= spec.range[1]:
+        raise InputError(f"input {spec.name!r}: {number:g} given, {expected}")
+    return np.asarray(number, dtype=DTYPES[spec.dtype])

@@ -128,7 +128,12 @@ class Pipeline:
 
         def placed(name: str, prec: str) -> Any:
             outputs = [o.name for o in sig.from_manifest(manifest).outputs] if manifest is not None else []
-            return accelerators.open_placed(data, manifest, str(path), name, prec, n_threads, options, outputs)
+            try:
+                vectors = _decode_vectors(header.metadata.get("onnxpipe.vectors"), path.name)
+            except ModelLoadError:
+                vectors = None
+            example = vectors["inputs"] if vectors is not None else None
+            return accelerators.open_placed(data, manifest, str(path), name, prec, n_threads, options, outputs, example)
 
         if accelerator == "openvino":
             session = placed(accelerator, precision or "f32")
@@ -154,21 +159,7 @@ class Pipeline:
     def embedded_vectors(self) -> dict[str, Any] | None:
         """The example inputs, eager outputs and tolerances stored at export (``onnxpipe.vectors``), if any:
         ``{"inputs": {name: array}, "expected": {name: array}, "tolerance": {dtype or output: (atol, rtol)}}``."""
-        if self._embedded_vectors is None:
-            return None
-        import json
-
-        from onnxpipe_runtime import tensor_json
-
-        try:
-            doc = json.loads(self._embedded_vectors)
-            return {
-                "inputs": {k: tensor_json.decode(k, v) for k, v in doc["inputs"].items()},
-                "expected": {k: tensor_json.decode(k, v) for k, v in doc["expected"].items()},
-                "tolerance": {k: (float(v["atol"]), float(v["rtol"])) for k, v in doc.get("tolerance", {}).items()},
-            }
-        except (ValueError, KeyError, TypeError) as e:
-            raise ModelLoadError(f"{self.path.name}: metadata 'onnxpipe.vectors' is malformed ({e})") from e
+        return _decode_vectors(self._embedded_vectors, self.path.name)
 
     # -- running -----------------------------------------------------------------------------------------
     def run(self, inputs: Mapping[str, Any] | None = None, /, **kwargs: Any) -> dict[str, np.ndarray]:
@@ -254,6 +245,24 @@ class Pipeline:
     def __repr__(self) -> str:
         ins = ", ".join(f"{s.name}:{s.dtype}{_shape_str(s.shape)}" for s in self.signature.inputs)
         return f"Pipeline({self.path.name!r}, inputs=[{ins}])"
+
+
+def _decode_vectors(text: str | None, source: str) -> dict[str, Any] | None:
+    if text is None:
+        return None
+    import json
+
+    from onnxpipe_runtime import tensor_json
+
+    try:
+        doc = json.loads(text)
+        return {
+            "inputs": {k: tensor_json.decode(k, v) for k, v in doc["inputs"].items()},
+            "expected": {k: tensor_json.decode(k, v) for k, v in doc["expected"].items()},
+            "tolerance": {k: (float(v["atol"]), float(v["rtol"])) for k, v in doc.get("tolerance", {}).items()},
+        }
+    except (ValueError, KeyError, TypeError) as e:
+        raise ModelLoadError(f"{source}: metadata 'onnxpipe.vectors' is malformed ({e})") from e
 
 
 def _shape_str(shape: Sequence[Any]) -> str:

@@ -17,7 +17,7 @@ $(STAMP): $(SETUP_DEPS)
 	@echo "== setup: installing the SDK, the runtime and the test tools into .venv (first time: a few minutes)"
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install --quiet --disable-pip-version-check -c requirements/constraints.txt \
-	    -e 'runtimes/python[text,serve]' -e '.[text,vision]' -r requirements/dev.txt
+	    -e 'runtimes/python[text,serve,openvino]' -e '.[text,vision]' -r requirements/dev.txt
 	@touch $(STAMP)
 
 demo: setup

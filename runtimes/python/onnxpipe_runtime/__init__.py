@@ -6,6 +6,7 @@
 """
 
 from onnxpipe_runtime._version import __version__
+from onnxpipe_runtime.accelerators import AcceleratorError, available_accelerators
 from onnxpipe_runtime.errors import (
     InputError,
     MissingExtensionError,
@@ -19,6 +20,7 @@ from onnxpipe_runtime.signature import Signature, TensorSpec
 from onnxpipe_runtime.threads import default_threads
 
 __all__ = [
+    "AcceleratorError",
     "ClosedError",
     "InputError",
     "MissingExtensionError",
@@ -30,5 +32,6 @@ __all__ = [
     "TensorSpec",
     "UnverifiedPipelineWarning",
     "__version__",
+    "available_accelerators",
     "default_threads",
 ]

@@ -1,4 +1,4 @@
-"""Command-line runs with the runtime alone: ``python -m onnxpipe_runtime run|inspect|verify ...``.
+"""Command-line runs with the runtime alone: ``python -m onnxpipe_runtime run|inspect|verify|score ...``.
 
 The SDK's ``onnxpipe`` command reuses these subcommands and adds ``export``. Exit codes: 0 ok, 1 a
 verification mismatch, 2 bad input or a bad model (one line on stderr naming the problem).
@@ -18,6 +18,7 @@ from onnxpipe_runtime import signature as sig_mod
 from onnxpipe_runtime import tensor_json
 from onnxpipe_runtime.errors import InputError, PipelineError
 from onnxpipe_runtime.pipeline import Pipeline
+from onnxpipe_runtime.score_cli import add_score
 from onnxpipe_runtime.vectors import load_set, mismatches
 
 EXIT_MISMATCH = 1
@@ -34,8 +35,18 @@ def add_run(sub: Any) -> None:
     p.add_argument("--inputs", type=Path, help="tensor JSON file of named inputs (docs/tensor-json.md)")
     p.add_argument("--input", action="append", default=[], metavar="NAME=FILE.npy", help="an input from a .npy file")
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: CPUs this process may use)")
+    add_accelerator_options(p)
     p.add_argument("--indent", type=int, default=None, help="pretty-print the JSON")
     p.set_defaults(func=cmd_run)
+
+
+def add_accelerator_options(p: Any) -> None:
+    """``--accelerator`` and ``--precision``, shared by run and serve (docs/accelerators.md)."""
+    p.add_argument("--accelerator", default="cpu", choices=["cpu", "openvino", "auto"],
+                   help="where the model stage runs: cpu (default), openvino (extra onnxpipe-runtime[openvino]) "
+                        "or auto (the fastest that passes the accuracy gate)")
+    p.add_argument("--precision", default=None, choices=["f32", "bf16"],
+                   help="model-stage precision on the accelerator (default f32; bf16 needs AVX-512 BF16 or AMX)")
 
 
 def add_verify(sub: Any) -> None:
@@ -76,7 +87,8 @@ def read_inputs(args: argparse.Namespace) -> dict[str, np.ndarray]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     inputs = read_inputs(args)
-    with Pipeline.load(args.model, threads=args.threads) as pipe:
+    with Pipeline.load(args.model, threads=args.threads, accelerator=args.accelerator,
+                       precision=args.precision) as pipe:
         outputs = pipe.run(inputs)
     sys.stdout.write(tensor_json.dumps(outputs, indent=args.indent) + "\n")
     return 0
@@ -186,6 +198,7 @@ def build_parser(prog: str = "python -m onnxpipe_runtime") -> argparse.ArgumentP
     add_run(sub)
     add_inspect(sub)
     add_verify(sub)
+    add_score(sub)
     return parser
 
 

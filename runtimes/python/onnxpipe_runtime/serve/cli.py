@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
+from onnxpipe_runtime.cli import add_accelerator_options
 from onnxpipe_runtime.errors import PipelineError
 from onnxpipe_runtime.serve.auth import TOKEN_ENV
 from onnxpipe_runtime.serve.server import ConfigError, Server, ServeOptions
@@ -47,6 +48,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--tls-key", type=Path, default=None, help="PEM private key of --tls-cert")
     p.add_argument("--threads", type=int, default=None,
                    help="total ONNX Runtime threads (default: the CPUs the container allows, or $ONNXPIPE_THREADS)")
+    add_accelerator_options(p)
     p.add_argument("--workers", type=int, default=d.workers,
                    help=f"model runs at once, sharing --threads (default {d.workers})")
     p.add_argument("--grace-s", type=float, default=d.grace_s,
@@ -92,7 +94,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             host=args.host, port=args.port, batching=not args.no_batching, max_batch=args.max_batch,
             max_delay_ms=args.max_delay_ms, max_queue=args.max_queue, max_message_mb=args.max_message_mb,
             token=token, tls_cert=args.tls_cert, tls_key=args.tls_key, threads=args.threads, workers=args.workers,
-            grace_s=args.grace_s,
+            grace_s=args.grace_s, accelerator=args.accelerator, precision=args.precision,
         )
         server = Server(_names(args.models, args.name), options).start()
     except (ConfigError, PipelineError) as e:

@@ -70,6 +70,8 @@ class ServeOptions:
     rpc_threads: int = 64
     grace_s: float = 30.0
     providers: tuple[str, ...] = field(default=("CPUExecutionProvider",))
+    accelerator: str = "cpu"  # where each model's model stage runs: cpu, openvino, auto (docs/accelerators.md)
+    precision: str | None = None
 
     def check(self) -> None:
         for name in ("max_batch", "max_queue", "max_message_mb", "workers", "rpc_threads"):
@@ -319,7 +321,14 @@ class Server:
         self.models: dict[str, _Model] = {}
         try:
             for name, path in models.items():
-                pipe = Pipeline.load(path, threads=self.threads_per_run, providers=list(opts.providers))
+                if opts.accelerator == "cpu":
+                    pipe = Pipeline.load(path, threads=self.threads_per_run, providers=list(opts.providers),
+                                         precision=opts.precision)
+                else:
+                    pipe = Pipeline.load(path, threads=self.threads_per_run, accelerator=opts.accelerator,
+                                         precision=opts.precision)
+                    log.info("model %r: model stage on %s %s (%s)", name, pipe.accelerator, pipe.precision or "",
+                             ", ".join(f"{k}: {v}" for k, v in pipe.placement.items()))
                 axis, why = batch_axis(pipe.signature) if opts.batching else (None, "--no-batching")
                 batcher = Batcher(name, pipe, axis, policy, self._slots, workers=opts.workers)
                 self.models[name] = _Model(name, pipe, batcher, _metadata(name, pipe))

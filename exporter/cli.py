@@ -1,4 +1,4 @@
-"""The ``onnxpipe`` command: export, inspect, run, verify, serve, triton-repo.
+"""The ``onnxpipe`` command: export, inspect, run, verify, score, serve, triton-repo.
 
 Exit codes: 0 ok, 1 a verification mismatch, 2 bad input / bad model / failed export (one line on stderr).
 """
@@ -106,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_inspect)
     rcli.add_run(sub)
     rcli.add_verify(sub)
+    rcli.add_score(sub)
     for name, (_, text) in _DELEGATED.items():
         sub.add_parser(name, help=text, add_help=False)
     return parser

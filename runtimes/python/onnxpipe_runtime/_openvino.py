@@ -44,7 +44,10 @@ def core() -> Any:
 def installed() -> bool:
     import importlib.util
 
-    return importlib.util.find_spec("openvino") is not None
+    try:
+        return importlib.util.find_spec("openvino") is not None
+    except ValueError:  # in sys.modules as None: imports of it are blocked
+        return False
 
 
 def cpu_capabilities() -> list[str]:

@@ -49,7 +49,10 @@ class OrtStage:
         self.placement = "cpu"
         self.borrows_outputs = False
         self.output_names = [o.name for o in self._session.get_outputs()]
-        self._input_names = [i.name for i in self._session.get_inputs()]
+        # run-time parameters (thresholds) are inputs backed by an initializer: ONNX Runtime lists them apart
+        self._input_names = [i.name for i in self._session.get_inputs()] + [
+            i.name for i in self._session.get_overridable_initializers()
+        ]
 
     def output_types(self) -> dict[str, TensorType]:
         out = {}

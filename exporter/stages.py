@@ -227,6 +227,10 @@ def flatten_stage(stage: Any) -> list[Any]:
         return []
     if isinstance(stage, Chain):
         return [s for step in stage.steps for s in flatten_stage(step)]
+    if type(stage).__module__.startswith("torchvision.transforms"):
+        from onnxpipe.ops.torchvision import translate  # torchvision's transforms as written (docs/ops.md)
+
+        return [translate(stage)]
     split = getattr(stage, "onnxpipe_steps", None)
     if callable(split):
         return [s for step in split() for s in flatten_stage(step)]

@@ -214,6 +214,7 @@ def decode_column(spec: TensorSpec, column: str, array: pa.Array) -> Decoded:
     depth = 0
     while pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
         t, depth = t.value_type, depth + 1
+    _check_leaf_type(spec, column, array.type, t)
     flat_ok = depth == 1 and rank > 1 and all(isinstance(d, int) for d in spec.shape[1:])
     if depth != rank and not flat_ok:
         raise InputError(
@@ -221,7 +222,6 @@ def decode_column(spec: TensorSpec, column: str, array: pa.Array) -> Decoded:
             f"expects {spec.dtype} {_dims(spec)} per row: {rank} level(s) of lists"
             + (", or one flat list of the fixed size" if rank > 1 and all(isinstance(d, int) for d in spec.shape[1:])
                else ""))
-    _check_leaf_type(spec, column, array.type, t)
     bad: dict[int, str] = {}
     n = len(array)
     owner = np.arange(n)

@@ -443,8 +443,9 @@ class ScoreSummary:
 def score_file(model: str | Path | Pipeline, input: str | Path, output: str | Path, *, batch_size: int = 64,
                columns: Mapping[str, str] | None = None, params: Mapping[str, Any] | None = None,
                keep: Sequence[str] = (), on_error: str = "fail", threads: int | None = None,
-               progress: bool | IO[str] = True) -> ScoreSummary:
-    """Score the table at ``input`` into ``output`` (Parquet or JSON Lines, by suffix), streaming."""
+               progress: bool | IO[str] = True, load: Mapping[str, Any] | None = None) -> ScoreSummary:
+    """Score the table at ``input`` into ``output`` (Parquet or JSON Lines, by suffix), streaming.
+    ``load``: more :meth:`Pipeline.load` options (``accelerator``, ``precision``)."""
     if batch_size < 1:
         raise InputError(f"batch_size: expected >= 1, got {batch_size}")
     input, output = Path(input), Path(output)
@@ -452,7 +453,7 @@ def score_file(model: str | Path | Pipeline, input: str | Path, output: str | Pa
         raise InputError(f"output {str(output)!r} is the input: write the scores elsewhere")
     table_format(output)
     own = not isinstance(model, Pipeline)
-    pipe = Pipeline.load(model, threads=threads) if not isinstance(model, Pipeline) else model
+    pipe = model if isinstance(model, Pipeline) else Pipeline.load(model, threads=threads, **dict(load or {}))
     try:
         scorer = Scorer(pipe, columns=columns, params=params, keep=keep, on_error=on_error)
         return _score_stream(scorer, input, output, batch_size, progress)

@@ -37,6 +37,9 @@ def add_score(sub: Any) -> None:
     p.add_argument("--master", default=None, help="spark master URL, e.g. local[2] (default: spark-submit's, "
                                                   "else local[*])")
     p.add_argument("--no-progress", action="store_true", help="no progress or summary on stderr")
+    from onnxpipe_runtime.cli import add_accelerator_options  # (cli imports this module first)
+
+    add_accelerator_options(p)
     p.set_defaults(func=cmd_score)
 
 
@@ -63,6 +66,7 @@ def cmd_score(args: argparse.Namespace) -> int:
         "keep": [c.strip() for c in args.keep.split(",") if c.strip()],
         "on_error": args.on_error,
         "threads": args.threads,
+        "load": {"accelerator": args.accelerator, "precision": args.precision},
     }
     try:
         if args.engine == "spark":

@@ -38,7 +38,7 @@ from onnxpipe_runtime.threads import ENV_VAR, default_threads
 __all__ = ["pipeline_udf", "score_dataframe", "score_with_spark", "task_threads"]
 
 #: one loaded pipeline per (file, threads) in this Python worker
-_PIPELINES: dict[tuple[str, int], Pipeline] = {}
+_PIPELINES: dict[tuple[str, int, tuple[tuple[str, Any], ...]], Pipeline] = {}
 
 
 def task_threads() -> int:
@@ -53,13 +53,14 @@ def task_threads() -> int:
     return max(1, min(int(cpus or 1), default_threads()))
 
 
-def _worker_pipeline(name: str, threads: int | None) -> Pipeline:
+def _worker_pipeline(name: str, threads: int | None, load: Mapping[str, Any] | None = None) -> Pipeline:
     from pyspark import SparkFiles
 
     n = threads or task_threads()
-    pipe = _PIPELINES.get((name, n))
+    key = (name, n, tuple(sorted((load or {}).items())))
+    pipe = _PIPELINES.get(key)
     if pipe is None:
-        pipe = _PIPELINES[(name, n)] = Pipeline.load(SparkFiles.get(name), threads=n)
+        pipe = _PIPELINES[key] = Pipeline.load(SparkFiles.get(name), threads=n, **dict(load or {}))
     return pipe
 
 
@@ -93,7 +94,7 @@ def _spark_schema(schema: pa.Schema) -> tuple[pa.Schema, Any]:
 
 def score_dataframe(df: Any, path: str | Path, *, columns: Mapping[str, str] | None = None,
                     params: Mapping[str, Any] | None = None, keep: Sequence[str] = (), on_error: str = "fail",
-                    batch_size: int = 64, threads: int | None = None) -> Any:
+                    batch_size: int = 64, threads: int | None = None, load: Mapping[str, Any] | None = None) -> Any:
     """``df`` scored with ``mapInArrow``: the ``keep`` columns, then one column per output (and ``error`` when
     ``on_error="null"``). ``on_error="skip"`` drops bad rows (use ``null`` to see why). Partition order and the
     order within partitions are kept."""
@@ -112,9 +113,10 @@ def score_dataframe(df: Any, path: str | Path, *, columns: Mapping[str, str] | N
         arrow_in = to_arrow_schema(df.select(*read).schema)
         out_arrow, out_spark = _spark_schema(scorer.output_schema(arrow_in))
     args = (dict(columns or {}), dict(params or {}), list(keep), policy)
+    load = dict(load or {})
 
     def score_partition(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
-        worker = Scorer(_worker_pipeline(name, threads), columns=args[0], params=args[1], keep=args[2],
+        worker = Scorer(_worker_pipeline(name, threads, load), columns=args[0], params=args[1], keep=args[2],
                         on_error=args[3])
         ctx = TaskContext.get()
         part = ctx.partitionId() if ctx is not None else 0
@@ -131,7 +133,8 @@ def score_dataframe(df: Any, path: str | Path, *, columns: Mapping[str, str] | N
 
 
 def pipeline_udf(path: str | Path, *, params: Mapping[str, Any] | None = None, on_error: str = "fail",
-                 batch_size: int = 64, threads: int | None = None, spark: Any = None) -> Any:
+                 batch_size: int = 64, threads: int | None = None, load: Mapping[str, Any] | None = None,
+                 spark: Any = None) -> Any:
     """A vectorized Spark UDF (``arrow_udf``, Spark >= 4.1) running the pipeline at ``path``.
 
     Call it with one column per required input, in the signature's order; it returns a struct with one field
@@ -153,12 +156,12 @@ def pipeline_udf(path: str | Path, *, params: Mapping[str, Any] | None = None, o
         inputs = [spec.name for spec, _ in scorer.layout.inputs]
         out_arrow, out_spark = _spark_schema(scorer.output_schema(pa.schema([])))
     struct = pa.struct(list(out_arrow))
-    params = dict(params or {})
+    params, load = dict(params or {}), dict(load or {})
 
     def predict(batches: Iterator[Tuple[pa.Array, ...]]) -> Iterator[pa.Array]:
         from pyspark import TaskContext
 
-        worker = Scorer(_worker_pipeline(name, threads), params=params, on_error=on_error)
+        worker = Scorer(_worker_pipeline(name, threads, load), params=params, on_error=on_error)
         ctx = TaskContext.get()
         part = ctx.partitionId() if ctx is not None else 0
         seen = 0
@@ -192,7 +195,8 @@ def _spark_error(e: Exception) -> InputError | None:
 def score_with_spark(model: str | Path, input: str | Path, output: str | Path, *, master: str | None = None,
                      batch_size: int = 64, columns: Mapping[str, str] | None = None,
                      params: Mapping[str, Any] | None = None, keep: Sequence[str] = (), on_error: str = "fail",
-                     threads: int | None = None, progress: bool = True) -> ScoreSummary:
+                     threads: int | None = None, progress: bool = True,
+                     load: Mapping[str, Any] | None = None) -> ScoreSummary:
     """Read ``input`` with Spark, score it with :func:`score_dataframe`, write ``output`` (a folder of part
     files, as Spark writes; Parquet or JSON Lines by the suffix). ``master``: e.g. ``local[2]``; default: what
     ``spark-submit`` set, else ``local[*]``."""
@@ -216,7 +220,7 @@ def score_with_spark(model: str | Path, input: str | Path, output: str | Path, *
     rows_in = df.count()
     policy = "null" if on_error == "skip" else on_error
     scored = score_dataframe(df, model, columns=columns, params=params, keep=keep, on_error=policy,
-                             batch_size=batch_size, threads=threads)
+                             batch_size=batch_size, threads=threads, load=load)
     errors_path = output.with_name(output.name + ".errors.jsonl") if on_error == "skip" else None
     try:
         if errors_path is not None:

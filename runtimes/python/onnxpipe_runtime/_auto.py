@@ -64,7 +64,7 @@ def choose(
         name, prec = rec
         log.debug("auto: following the manifest's recommendation: %s %s", name, prec)
         return cpu if name == "cpu" else _open(open_accelerated, name, prec)  # type: ignore[arg-type]
-    wanted = [(n, p) for n, p in acc.candidates() if n != "cpu" and (precision is None or p == precision)]
+    wanted = [(n, p) for n, p in acc.candidates() if n != "cpu" and p is not None and precision in (None, p)]
     if not wanted:
         log.debug("auto: no accelerator besides the CPU provider (pip install 'onnxpipe-runtime[openvino]'); cpu")
         return cpu

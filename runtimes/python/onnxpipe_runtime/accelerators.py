@@ -173,7 +173,7 @@ def open_placed(
             f"{source}: accelerator {accelerator!r} places the file's stages, and a plain ONNX file (no onnxpipe "
             "manifest) has none; use accelerator='cpu'"
         )
-    stage_names = [s.get("name") for s in manifest.get("stages", []) if isinstance(s, dict)]
+    stage_names = [str(s.get("name")) for s in manifest.get("stages", []) if isinstance(s, dict)]
     if ACCELERATED_STAGE not in stage_names:
         raise AcceleratorError(f"{source}: no {ACCELERATED_STAGE!r} stage (stages: {stage_names}) to accelerate")
     return _placement.build(

@@ -140,8 +140,9 @@ class Pipeline:
             pipe = cls(session, header, path, n_threads)
             pipe.accelerator, pipe.precision, pipe.placement = accelerator, precision or "f32", session.placement
             return pipe
+        so = options()  # MissingExtensionError before the session, not wrapped by it
         try:
-            session = ort.InferenceSession(data, options(), providers=list(providers or ["CPUExecutionProvider"]))
+            session = ort.InferenceSession(data, so, providers=list(providers or ["CPUExecutionProvider"]))
         except Exception as e:  # onnxruntime raises several unrelated types for a bad model
             raise ModelLoadError(f"model file {str(path)!r}: ONNX Runtime cannot load it: {e}") from e
         pipe = cls(session, header, path, n_threads)

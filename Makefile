@@ -57,6 +57,7 @@ build-go: setup
 bench: setup generated-models
 	$(PY) -m examples.bench
 	@if [ -f examples/bench_serve.py ]; then $(PY) -m examples.bench_serve; fi
+	$(PY) -m examples.bench_accel
 
 clean:
 	rm -rf build .pytest_cache

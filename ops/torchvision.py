@@ -311,6 +311,7 @@ def _check_resize(t: Any) -> None:
     from torchvision.transforms import InterpolationMode
 
     interp = getattr(t, "interpolation", InterpolationMode.BILINEAR)
+    interp = InterpolationMode(interp) if isinstance(interp, str) else interp  # v2 may keep the string
     if interp != InterpolationMode.BILINEAR or getattr(t, "antialias", True) is not True:
         raise ExportError(
             f"torchvision {type(t).__name__}(interpolation={interp}, antialias={getattr(t, 'antialias', None)}): "
@@ -321,7 +322,8 @@ def _check_resize(t: Any) -> None:
                           f"supported: {', '.join(SUPPORTED)}")
 
 
-def _plan(transform: Any) -> list[Step]:
+def _plan(transform: Any) -> tuple[list[Step], list[int] | None]:
+    """The graph steps, and the output's (height, width) when the transform fixes it (else None)."""
     raw = _steps(transform)
     expanded: list[tuple[str, Any, Any]] = []  # (kind, transform, argument)
     for kind, t in raw:
@@ -356,18 +358,22 @@ def _plan(transform: Any) -> list[Step]:
                                   "ToDtype(torch.float32, scale=True) is translated")
             expanded.append((kind, t, None))
     steps: list[Step] = []
+    out_hw: list[int] | None = None
     i = 0
     while i < len(expanded):
         kind, t, arg = expanded[i]
         nxt = expanded[i + 1] if i + 1 < len(expanded) else None
         if kind in ("resize", "resize2"):
             crop = None
+            out_hw = list(arg) if len(arg) == 2 else None
             if nxt is not None and nxt[0] == "crop":
                 crop = nxt[2] * 2 if len(nxt[2]) == 1 else nxt[2]
+                out_hw = list(crop)
                 i += 1
             steps.append(_resize_step(arg, crop, v2=kind == "resize2"))
         elif kind == "crop":
-            steps.append(_crop_step(arg * 2 if len(arg) == 1 else arg))
+            out_hw = arg * 2 if len(arg) == 1 else list(arg)
+            steps.append(_crop_step(out_hw))
         elif kind == "convert":
             steps.append(_to_float_step(divide=True))
         elif kind == "todtype":
@@ -375,7 +381,7 @@ def _plan(transform: Any) -> list[Step]:
         elif kind == "normalize":
             steps.append(_normalize_step(*arg))
         i += 1
-    return steps
+    return steps, out_hw
 
 
 class TorchvisionTransform(OnnxStage):
@@ -390,11 +396,15 @@ class TorchvisionTransform(OnnxStage):
 
     def __init__(self, transform: Any) -> None:
         self.transform = transform
-        self._steps = _plan(transform)  # raises ExportError naming an untranslatable step
-        self._float_out: bool | None = None
+        self._steps, self._out_hw = _plan(transform)  # raises ExportError naming an untranslatable step
+        self._channels: int | None = None  # from the example (the reference runs before build)
 
     def describe(self) -> str:
         return f"torchvision {type(self.transform).__name__}"
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        # one tensor, passed on positionally like the transform's own result (model(transform(x)))
+        return super().__call__(*args, **kwargs)["image"]
 
     def build(self, opset: int) -> onnx.ModelProto:
         g = _Builder()
@@ -406,10 +416,12 @@ class TorchvisionTransform(OnnxStage):
             out_type = TensorProto.UINT8
             st.name = g.op("Cast", st.name, to=TensorProto.UINT8)
         g.nodes.append(helper.make_node("Identity", [st.name], ["image"], name="image"))
+        c = self._channels or "channels"
+        hw = self._out_hw or [None, None]
         graph = helper.make_graph(
             g.nodes, "torchvision_transform",
-            [helper.make_tensor_value_info("images", TensorProto.UINT8, ["batch", "channels", "height", "width"])],
-            [helper.make_tensor_value_info("image", out_type, ["batch", "channels", None, None])],
+            [helper.make_tensor_value_info("images", TensorProto.UINT8, ["batch", c, "height", "width"])],
+            [helper.make_tensor_value_info("image", out_type, ["batch", c, *hw])],
             initializer=g.initializers,
         )
         return helper.make_model(graph, opset_imports=[helper.make_opsetid("", max(opset, 13))])
@@ -419,6 +431,7 @@ class TorchvisionTransform(OnnxStage):
         if x.dtype != np.uint8 or x.ndim != 4:
             raise ValueError(f"{self.describe()}: input 'images': expected uint8 [N, C, H, W], got {x.dtype} "
                              f"shape {list(x.shape)}")
+        self._channels = self._channels or int(x.shape[1])
         with torch.no_grad():
             out = self.transform(torch.from_numpy(np.ascontiguousarray(x)))
         return {"image": out.detach().cpu().numpy()}

@@ -115,6 +115,16 @@ def test_impossible_combinations_are_refused(accelerator, precision, pattern):
 def test_default_is_the_cpu_provider_for_the_whole_file():
     with Pipeline.load(DIGITS, threads=1) as pipe:
         assert (pipe.accelerator, pipe.precision) == ("cpu", None)
+        assert pipe.placement == {"pre": "cpu", "model": "cpu", "post": "cpu"}
+
+
+@needs_openvino
+@pytest.mark.parametrize("threads", [1, 2])
+def test_openvino_follows_the_runtimes_thread_count(threads):
+    with Pipeline.load(DIGITS, threads=threads, accelerator="openvino") as pipe:
+        stage = next(s for s in pipe._session.stages if s.name == "model")
+        assert int(stage._compiled.get_property("INFERENCE_NUM_THREADS")) == threads
+        assert int(stage._compiled.get_property("NUM_STREAMS")) == 1
 
 
 @pytest.fixture

@@ -74,7 +74,7 @@ class Pipeline:
         #: precision (None: as exported) and each stage's engine
         self.accelerator: str = "cpu"
         self.precision: str | None = None
-        self.placement: dict[str, str] = {}
+        self.placement: dict[str, str] = {str(st.get("name")): "cpu" for st in (header.manifest or {}).get("stages", [])}
         manifest = header.manifest
         self.manifest = manifest
         self._embedded_vectors = header.metadata.get("onnxpipe.vectors")

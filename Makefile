@@ -17,7 +17,7 @@ $(STAMP): $(SETUP_DEPS)
 	@echo "== setup: installing the SDK, the runtime and the test tools into .venv (first time: a few minutes)"
 	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(PY) -m pip install --quiet --disable-pip-version-check -c requirements/constraints.txt \
-	    -e 'runtimes/python[text,serve,openvino]' -e '.[text,vision]' -r requirements/dev.txt
+	    -e 'runtimes/python[text,serve,openvino,score,image,spark]' -e '.[text,vision]' -r requirements/dev.txt
 	@touch $(STAMP)
 
 demo: setup
@@ -57,6 +57,7 @@ build-go: setup
 bench: setup generated-models
 	$(PY) -m examples.bench
 	@if [ -f examples/bench_serve.py ]; then $(PY) -m examples.bench_serve; fi
+	$(PY) -m examples.bench_score
 	$(PY) -m examples.bench_accel
 
 clean:

@@ -305,7 +305,7 @@ def _decode_images(spec: TensorSpec, column: str, array: pa.Array) -> Decoded:
             continue
         try:
             with Image.open(io.BytesIO(blob)) as img:
-                pixels = np.asarray(img.convert(mode), dtype=np.uint8)
+                pixels = np.asarray(img if img.mode == mode else img.convert(mode), dtype=np.uint8)
         except Exception as e:  # Pillow raises many types for bad data
             bad[i] = f"an image Pillow cannot decode ({type(e).__name__}: {e})"
             continue

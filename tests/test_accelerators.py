@@ -255,3 +255,25 @@ def test_sidecar_with_an_accelerator_answers_like_the_cpu():
     cpu, ov = answers["cpu"], answers["openvino"]
     np.testing.assert_allclose(ov["score"], cpu["score"], atol=vs.tolerance["float32"][0], rtol=vs.tolerance["float32"][1])
     np.testing.assert_array_equal(ov["label"], cpu["label"])
+
+
+def test_auto_prefers_the_cpu_within_the_margin_and_routes_by_batch_size():
+    from onnxpipe_runtime import _auto
+
+    assert _auto._best([10.0, 9.8]) == 0  # 2 % faster: not worth leaving the CPU provider
+    assert _auto._best([10.0, 8.0]) == 1
+    # cpu: 5 ms + 4 ms/row; accelerator: 8 ms + 2 ms/row -> equal at 2.5 rows
+    assert _auto._crossing(9.0, 37.0, 10.0, 24.0) == 3
+
+    class Fake:
+        def __init__(self, name):
+            self.name = name
+
+        def run(self, names, feeds):
+            return [self.name]
+
+    small = _auto.Choice(Fake("cpu"), "cpu", None, {})
+    large = _auto.Choice(Fake("openvino"), "openvino", "bf16", {})
+    routed = _auto.RoutedSession(small, large, 3, "text")
+    assert routed.run(["x"], {"text": np.array(["a", "b"])}) == ["cpu"]
+    assert routed.run(["x"], {"text": np.array(["a", "b", "c"])}) == ["openvino"]

@@ -262,8 +262,8 @@ def test_auto_prefers_the_cpu_within_the_margin_and_routes_by_batch_size():
 
     assert _auto._best([10.0, 9.8]) == 0  # 2 % faster: not worth leaving the CPU provider
     assert _auto._best([10.0, 8.0]) == 1
-    # cpu: 5 ms + 4 ms/row; accelerator: 8 ms + 2 ms/row -> equal at 2.5 rows
-    assert _auto._crossing(9.0, 37.0, 10.0, 24.0) == 3
+    # cpu: 5 ms + 4 ms/row; accelerator: 10 ms + 2 ms/row -> equal at 2.5 rows: the accelerator from 3
+    assert _auto._crossing(9.0, 37.0, 12.0, 26.0) == 3
 
     class Fake:
         def __init__(self, name):

@@ -23,6 +23,7 @@ __all__ = [
     "Tolerance",
     "__version__",
     "export_pipeline",
+    "optimize",
 ]
 
 _LAZY = {
@@ -30,11 +31,13 @@ _LAZY = {
     "OnnxStage": "onnxpipe.stages",
     "RuntimeInput": "onnxpipe.stages",
     "export_pipeline": "onnxpipe.export",
+    "optimize": "onnxpipe._optimize",
     "ExportedPipeline": "onnxpipe.export",
     "Tolerance": "onnxpipe.verify",
 }
 
 if TYPE_CHECKING:
+    from onnxpipe._optimize import optimize
     from onnxpipe.export import ExportedPipeline, export_pipeline
     from onnxpipe.stages import Chain, OnnxStage, RuntimeInput
     from onnxpipe.verify import Tolerance

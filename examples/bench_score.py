@@ -42,7 +42,7 @@ def _say(text: str) -> None:
     print(f"[bench_score {time.strftime('%H:%M:%S')}] {text}", file=sys.stderr, flush=True)
 
 
-def plain_loop(model: Path, data: Path, out: Path) -> int:
+def plain_loop(model: Path, data: Path, out: Path) -> None:
     """What a user writes without onnxpipe's scoring: one Pipeline.run per row."""
     import numpy as np
     import pyarrow as pa
@@ -60,30 +60,27 @@ def plain_loop(model: Path, data: Path, out: Path) -> int:
             for k, v in pipe.run({name: x}).items():
                 results.setdefault(k, []).append(v[0].tolist())
     pq.write_table(pa.table(results), out)
-    return table.num_rows
 
 
-def local_engine(model: Path, data: Path, out: Path) -> int:
+def local_engine(model: Path, data: Path, out: Path) -> None:
     from onnxpipe_runtime.score import score_file
 
-    return score_file(model, data, out, batch_size=BATCH, progress=False).rows_in
+    score_file(model, data, out, batch_size=BATCH, progress=False)
 
 
-def spark_modes(spark, with_predict_batch: bool) -> dict[str, Callable[[Path, Path, Path], int]]:
+def spark_modes(spark, with_predict_batch: bool) -> dict[str, Callable[[Path, Path, Path], None]]:
     from onnxpipe_runtime.spark import pipeline_udf, score_dataframe
 
-    def map_in_arrow(model: Path, data: Path, out: Path) -> int:
+    def map_in_arrow(model: Path, data: Path, out: Path) -> None:
         score_dataframe(spark.read.parquet(str(data)), model, batch_size=BATCH).write.mode("overwrite").parquet(str(out))
-        return spark.read.parquet(str(out)).count()
 
-    def arrow_udf(model: Path, data: Path, out: Path) -> int:
+    def arrow_udf(model: Path, data: Path, out: Path) -> None:
         df = spark.read.parquet(str(data))
         udf = pipeline_udf(model, batch_size=BATCH, spark=spark)
         column = df.columns[-1]
         df.withColumn("pred", udf(column)).select("pred.*").write.mode("overwrite").parquet(str(out))
-        return spark.read.parquet(str(out)).count()
 
-    def predict_batch(model: Path, data: Path, out: Path) -> int:
+    def predict_batch(model: Path, data: Path, out: Path) -> None:
         from pyspark.ml.functions import predict_batch_udf
         from pyspark.sql.types import ArrayType, FloatType
 
@@ -99,7 +96,6 @@ def spark_modes(spark, with_predict_batch: bool) -> dict[str, Callable[[Path, Pa
         udf = predict_batch_udf(make_predict_fn, return_type=ArrayType(FloatType()), batch_size=BATCH)
         df = spark.read.parquet(str(data))
         df.withColumn("embedding", udf("text")).select("embedding").write.mode("overwrite").parquet(str(out))
-        return spark.read.parquet(str(out)).count()
 
     modes = {"Spark local[2], mapInArrow (score_dataframe, --engine spark)": map_in_arrow,
              "Spark local[2], Arrow UDF (pipeline_udf)": arrow_udf}
@@ -112,6 +108,7 @@ def measure(sizes: dict[str, int], repeats: int) -> list[dict]:
     import pyarrow.parquet as pq
 
     from examples.score_data import digits_table, sentences_table
+    from onnxpipe_runtime.spark import _spread
     from pyspark.sql import SparkSession
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
@@ -130,21 +127,25 @@ def measure(sizes: dict[str, int], repeats: int) -> list[dict]:
                     continue
                 n = sizes[pipeline]
                 data = tmp / f"{pipeline}.parquet"
-                pq.write_table(make(n), data)
-                modes: dict[str, Callable[[Path, Path, Path], int]] = {
+                pq.write_table(make(n), data, row_group_size=max(1, n // 8))  # 8 row groups: Spark splits there
+                _spread(spark, str(data))
+                modes: dict[str, Callable[[Path, Path, Path], None]] = {
                     "plain loop over Pipeline.run (batch 1)": plain_loop,
                     f"local engine (score_file, batch {BATCH})": local_engine}
                 modes.update(spark_modes(spark, pipeline == "minilm"))
-                warm = tmp / f"{pipeline}.warm.parquet"
-                pq.write_table(make(2 * BATCH), warm)
+                warm = False
                 for k, (mode, run) in enumerate(modes.items()):
-                    if "Spark" in mode:  # ship the file and load it in both workers before timing
-                        run(model, warm, tmp / "warm.out.parquet")
+                    out = tmp / f"{pipeline}.{k}.out.parquet"
+                    if "Spark" in mode and not warm:  # ship the file, load it in both workers: not timed
+                        _say(f"{pipeline}: warming up the Spark workers")
+                        run(model, data, out)
+                        warm = True
                     best = float("inf")
-                    for _ in range(repeats):
+                    for _ in range(1 if mode.startswith("plain") else repeats):  # the slowest, and steady
                         t0 = time.perf_counter()
-                        done = run(model, data, tmp / f"{pipeline}.{k}.out.parquet")
+                        run(model, data, out)
                         best = min(best, time.perf_counter() - t0)
+                        done = sum(pq.read_metadata(f).num_rows for f in _parquet_files(out))
                         if done != n:
                             raise SystemExit(f"{pipeline} / {mode}: {done} rows out for {n} in")
                     rows.append({"pipeline": pipeline, "mode": mode, "rows": n, "seconds": best, "rate": n / best})
@@ -152,6 +153,10 @@ def measure(sizes: dict[str, int], repeats: int) -> list[dict]:
         finally:
             spark.stop()
     return rows
+
+
+def _parquet_files(path: Path) -> list[Path]:
+    return sorted(path.glob("*.parquet")) if path.is_dir() else [path]
 
 
 def render(rows: list[dict], env: str) -> str:
@@ -221,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-write", action="store_true", help="print only; leave docs/ alone")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    sizes = {"digits": 2_000, "minilm": 256} if args.quick else {"digits": 10_000, "minilm": 1_000}
+    sizes = {"digits": 2_000, "minilm": 256} if args.quick else {"digits": 10_000, "minilm": 640}
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     rows = measure(sizes, repeats=1 if args.quick else 2)
     text = render(rows, _environment(load))

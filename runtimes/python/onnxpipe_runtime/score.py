@@ -427,8 +427,8 @@ class ScoreSummary:
     rows_out: int
     errors: int
     seconds: float
-    output: Path
-    errors_file: Path | None = None
+    output: Path | str
+    errors_file: Path | str | None = None
 
     @property
     def rows_per_second(self) -> float:

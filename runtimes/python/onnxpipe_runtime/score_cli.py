@@ -19,8 +19,8 @@ __all__ = ["add_score", "cmd_score"]
 def add_score(sub: Any) -> None:
     p = sub.add_parser("score", help="score a table (Parquet or JSON Lines) row by row; outputs become columns")
     p.add_argument("model", type=Path)
-    p.add_argument("--input", required=True, type=Path, help="a .parquet file or folder, or a .jsonl file")
-    p.add_argument("--output", required=True, type=Path, help="a .parquet or .jsonl path (spark: a folder)")
+    p.add_argument("--input", required=True, help="a .parquet file or folder, or a .jsonl file (spark: also a URL)")
+    p.add_argument("--output", required=True, help="a .parquet or .jsonl path (spark: a folder, or a URL)")
     p.add_argument("--engine", choices=["local", "spark"], default="local",
                    help="local: stream in this process (default); spark: Apache Spark (pip extra [spark])")
     p.add_argument("--batch-size", type=int, default=64, help="rows per pipeline run (default 64)")

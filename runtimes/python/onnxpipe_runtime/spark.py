@@ -198,14 +198,15 @@ def score_with_spark(model: str | Path, input: str | Path, output: str | Path, *
                      threads: int | None = None, progress: bool = True,
                      load: Mapping[str, Any] | None = None) -> ScoreSummary:
     """Read ``input`` with Spark, score it with :func:`score_dataframe`, write ``output`` (a folder of part
-    files, as Spark writes; Parquet or JSON Lines by the suffix). ``master``: e.g. ``local[2]``; default: what
-    ``spark-submit`` set, else ``local[*]``."""
+    files, as Spark writes; Parquet or JSON Lines by the suffix; paths or URLs Spark can read, e.g. ``s3a://``).
+    ``master``: e.g. ``local[2]``; default: what ``spark-submit`` set, else ``local[*]``. The model is a local
+    file (shipped to the executors)."""
     from pyspark.sql import SparkSession, functions as F
 
-    input, output = Path(input), Path(output)
-    in_fmt, out_fmt = table_format(input), table_format(output)
-    if not input.exists():
-        raise InputError(f"input {str(input)!r}: no such file or directory")
+    input, output = str(input), str(output)  # also URLs (s3a://, hdfs://): Path would fold their '//'
+    in_fmt, out_fmt = table_format(Path(input)), table_format(Path(output))
+    if "://" not in input and not Path(input).exists():
+        raise InputError(f"input {input!r}: no such file or directory")
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder.appName(f"onnxpipe score {Path(model).name}")
     if master:
@@ -215,36 +216,50 @@ def score_with_spark(model: str | Path, input: str | Path, output: str | Path, *
              .getOrCreate())
     spark.sparkContext.setLogLevel("ERROR")
     start = time.perf_counter()
-    df = spark.read.parquet(str(input)) if in_fmt == "parquet" else spark.read.json(str(input))
+    _spread(spark, input)
+    df = spark.read.parquet(input) if in_fmt == "parquet" else spark.read.json(input)
     df = _json_images(df, model, columns) if in_fmt == "jsonl" else df
     rows_in = df.count()
     policy = "null" if on_error == "skip" else on_error
     scored = score_dataframe(df, model, columns=columns, params=params, keep=keep, on_error=policy,
                              batch_size=batch_size, threads=threads, load=load)
-    errors_path = output.with_name(output.name + ".errors.jsonl") if on_error == "skip" else None
+    errors_path = output + ".errors.jsonl" if on_error == "skip" else None
     try:
         if errors_path is not None:
             scored = scored.persist()
             scored.where(F.col(ERROR_COLUMN).isNotNull()).select(*keep, ERROR_COLUMN).write.mode("overwrite").json(
-                str(errors_path))
+                errors_path)
             scored = scored.where(F.col(ERROR_COLUMN).isNull()).drop(ERROR_COLUMN)
         writer = scored.write.mode("overwrite")
-        writer.parquet(str(output)) if out_fmt == "parquet" else writer.json(str(output))
-        rows_out = spark.read.parquet(str(output)).count() if out_fmt == "parquet" else spark.read.json(
-            str(output)).count()
+        writer.parquet(output) if out_fmt == "parquet" else writer.json(output)
+        rows_out = (spark.read.parquet(output) if out_fmt == "parquet" else spark.read.json(output)).count()
     except Exception as e:
         err = _spark_error(e)
         if err is not None:
             raise err from None
         raise
     errors = rows_in - rows_out if errors_path else (
-        spark.read.parquet(str(output)).where(F.col(ERROR_COLUMN).isNotNull()).count()
+        spark.read.parquet(output).where(F.col(ERROR_COLUMN).isNotNull()).count()
         if on_error == "null" and out_fmt == "parquet" else 0)
     summary = ScoreSummary(rows_in, rows_out, errors, time.perf_counter() - start, output,
                            errors_path if errors else None)
     if progress:
         print(summary.line(f"spark {spark.sparkContext.master}"), file=sys.stderr)
     return summary
+
+
+def _spread(spark: Any, input: str) -> None:
+    """Let a small local input make enough partitions for every core (Spark's default, 128 MB a partition, reads
+    a file of a few MB as one task). Parquet splits at row groups, JSON Lines anywhere."""
+    path = Path(input)
+    if "://" in input or not path.exists():
+        return
+    files = [f for f in path.rglob("*") if f.is_file()] if path.is_dir() else [path]
+    size = sum(f.stat().st_size for f in files)
+    target = size // (2 * spark.sparkContext.defaultParallelism) + 1
+    current = int(str(spark.conf.get("spark.sql.files.maxPartitionBytes", str(128 << 20))).rstrip("b"))
+    spark.conf.set("spark.sql.files.maxPartitionBytes", str(max(64 << 10, min(target, current))))
+    spark.conf.set("spark.sql.files.openCostInBytes", "0")
 
 
 def _json_images(df: Any, model: str | Path, columns: Mapping[str, str] | None) -> Any:

@@ -231,6 +231,10 @@ def flatten_stage(stage: Any) -> list[Any]:
         from onnxpipe.ops.torchvision import translate  # torchvision's transforms as written (docs/ops.md)
 
         return [translate(stage)]
+    if type(stage).__module__.startswith("torchvision.models.detection"):
+        from onnxpipe.ops.torchvision_detection import translate_model  # detectors as written (docs/ops.md)
+
+        return [translate_model(stage)]
     split = getattr(stage, "onnxpipe_steps", None)
     if callable(split):
         return [s for step in split() for s in flatten_stage(step)]

@@ -397,6 +397,10 @@ class TorchvisionTransform(OnnxStage):
     def __init__(self, transform: Any) -> None:
         self.transform = transform
         self._steps, self._out_hw = _plan(transform)  # raises ExportError naming an untranslatable step
+        kinds = {kind for kind, _ in _steps(transform)}
+        presets = [t for kind, t in _steps(transform) if kind == "preset"]
+        self._same_size = not kinds & {"resize", "resize2", "crop"} and all(
+            type(t).__name__ == "ObjectDetection" or getattr(t, "resize_size", None) is None for t in presets)
         self._channels: int | None = None  # from the example (the reference runs before build)
 
     def describe(self) -> str:
@@ -417,7 +421,9 @@ class TorchvisionTransform(OnnxStage):
             st.name = g.op("Cast", st.name, to=TensorProto.UINT8)
         g.nodes.append(helper.make_node("Identity", [st.name], ["image"], name="image"))
         c = self._channels or "channels"
-        hw = self._out_hw or [None, None]
+        # named dims keep the next stage dynamic: the input's when no step changes the size, new names when a
+        # shorter-side resize derives them, the numbers when the transform fixes them
+        hw: list[Any] = self._out_hw or (["height", "width"] if self._same_size else ["resized_height", "resized_width"])
         graph = helper.make_graph(
             g.nodes, "torchvision_transform",
             [helper.make_tensor_value_info("images", TensorProto.UINT8, ["batch", c, "height", "width"])],

@@ -46,7 +46,7 @@ _ARROW = {
     "float32": pa.float32(), "float64": pa.float64(), "int64": pa.int64(), "int32": pa.int32(),
     "uint8": pa.uint8(), "int8": pa.int8(), "bool": pa.bool_(), "string": pa.string(),
 }
-_IMAGE_MODES = {(3,): "RGB", (1,): "L", (): "L"}
+_IMAGE_MODES: dict[tuple[Any, ...], str] = {(3,): "RGB", (1,): "L", (): "L"}
 
 
 @dataclass(frozen=True)
@@ -240,7 +240,7 @@ def decode_column(spec: TensorSpec, column: str, array: pa.Array) -> Decoded:
     values = _leaf_values(spec, cur, owner, bad)
     shapes = np.stack(dims, axis=1) if dims else np.zeros((n, 0), np.int64)
     if flat_ok:
-        fixed = [int(d) for d in spec.shape[1:]]
+        fixed = [d for d in spec.shape[1:] if isinstance(d, int)]
         size = int(np.prod(fixed))
         wrong = np.nonzero(shapes[:, 0] != size)[0]
         for r in wrong:

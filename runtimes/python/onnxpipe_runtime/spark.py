@@ -24,7 +24,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Tuple
 
@@ -76,6 +76,10 @@ def _ship(spark: Any, path: str | Path) -> tuple[str, Pipeline]:
     return path.name, Pipeline.load(path, threads=1)
 
 
+def _label(partition: int, first: int) -> Callable[[int], str]:
+    return lambda i: f"partition {partition}, row {first + i}"
+
+
 def _spark_arrow_type(t: pa.DataType) -> pa.DataType:
     """The nearest type Spark's Arrow conversion takes: lists for fixed-size lists, int16 for uint8."""
     if pa.types.is_fixed_size_list(t) or pa.types.is_list(t) or pa.types.is_large_list(t):
@@ -122,7 +126,7 @@ def score_dataframe(df: Any, path: str | Path, *, columns: Mapping[str, str] | N
         part = ctx.partitionId() if ctx is not None else 0
         seen = 0
         for batch in _rebatch(batches, batch_size):
-            scored = worker.score(batch, row_label=lambda i, s=seen: f"partition {part}, row {s + i}")
+            scored = worker.score(batch, row_label=_label(part, seen))
             seen += batch.num_rows
             yield scored.batch.cast(out_arrow)
 
@@ -170,7 +174,7 @@ def pipeline_udf(path: str | Path, *, params: Mapping[str, Any] | None = None, o
             batch = pa.RecordBatch.from_arrays(list(arrays), names=inputs)
             parts = []
             for chunk in _rebatch([batch], batch_size):
-                scored = worker.score(chunk, row_label=lambda i, s=seen: f"partition {part}, row {s + i}")
+                scored = worker.score(chunk, row_label=_label(part, seen))
                 seen += chunk.num_rows
                 parts.append(scored.batch.cast(out_arrow))
             table = pa.Table.from_batches(parts, schema=out_arrow).combine_chunks()
@@ -180,7 +184,8 @@ def pipeline_udf(path: str | Path, *, params: Mapping[str, Any] | None = None, o
 
     if len(inputs) == 1:
         predict.__annotations__["batches"] = Iterator[pa.Array]
-    return arrow_udf(predict, returnType=out_spark)
+    make: Any = arrow_udf  # (its overloads do not describe the iterator-of-tuples form)
+    return make(predict, returnType=out_spark)
 
 
 # -- the CLI's --engine spark ---------------------------------------------------------------------------

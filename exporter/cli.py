@@ -88,6 +88,32 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_optimize(args: argparse.Namespace) -> int:
+    from onnxpipe._optimize import optimize
+    from onnxpipe.errors import GateError
+
+    try:
+        report = optimize(
+            args.model, validation=args.validation, calibration=args.calibration, gate=args.gate,
+            candidates=args.candidates.split(",") if args.candidates else None, path_out=args.output,
+            batch_sizes=[int(b) for b in args.batches.split(",")] if args.batches else (1, 8),
+            threads=args.threads, portable=args.portable,
+        )
+    except GateError as e:
+        if e.report is not None:
+            print(e.report.table())
+        raise
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(report.table())
+        if report.path_out is None:
+            print(f"nothing written: the fp32 file {str(args.model)!r} is already the fastest that passes the gate")
+        else:
+            print(f"wrote {report.path_out} ({report.chosen}) in {report.seconds:.0f} s")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="onnxpipe", description="Export pre-processing + model + post-processing as one verified ONNX file.")
@@ -104,6 +130,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("model", type=Path)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_inspect)
+    p = sub.add_parser("optimize", help="a faster file: fusions and int8 for the model stage, under an accuracy gate")
+    p.add_argument("model", type=Path, help="a file written by onnxpipe export")
+    p.add_argument("-o", "--output", type=Path, required=True, help="where to write the optimized file")
+    p.add_argument("--validation", type=Path, required=True,
+                   help="held-out inputs for the gate: tensor JSON (one object or a list) or a folder of files")
+    p.add_argument("--calibration", type=Path, help="inputs to calibrate static int8 on (default: --validation)")
+    p.add_argument("--gate", help="e.g. 'cosine>=0.99,agreement>=0.99' (defaults: cosine/agreement 0.99, "
+                                  "detection recall/precision 0.98)")
+    p.add_argument("--candidates", help="comma-separated, some of: fp32-fused, int8-dynamic, int8-dynamic-pc, "
+                                        "int8-static, int8-weights, mixed (default: all)")
+    p.add_argument("--batches", help="batch sizes to measure latency at (default: 1,8)")
+    p.add_argument("--threads", type=int, help="threads per session (default: the CPUs this container may use)")
+    p.add_argument("--portable", action="store_true",
+                   help="standard ONNX only in the model stage (QDQ int8, no com.microsoft ops)")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_optimize)
     rcli.add_run(sub)
     rcli.add_verify(sub)
     rcli.add_score(sub)

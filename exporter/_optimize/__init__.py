@@ -363,6 +363,7 @@ def optimize(
     threads: int | None = None,
     runs: int = 15,
     portable: bool = False,
+    include_fp32: bool = True,
     eager: Callable[[dict[str, np.ndarray]], Any] | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> OptimizeReport:
@@ -382,6 +383,8 @@ def optimize(
         threads: threads per session (default: the runtime's rule, ``onnxpipe_runtime.threads``).
         portable: standard ONNX only in the model stage (no com.microsoft ops: no fusions, QDQ int8 only),
             for fixed-point backends and ``onnx.reference``.
+        include_fp32: the fp32 file competes too (default); False writes the fastest optimized candidate that
+            passes even when the fp32 file is faster (e.g. for size, or an integer-only backend).
         eager: optional callable running the eager pipeline on a feed, for the "x eager" column.
         progress: called with one line per step (default: the ``onnxpipe`` logger).
 
@@ -554,7 +557,7 @@ def optimize(
 
         report = OptimizeReport(source=src, path_out=None, gate=gate_, candidates=rows, chosen=None,
                                 batches=tuple(sizes), validation_cases=len(val), calibration=calib_note)
-        ranked = sorted((c for c in finalists if c.p50_ms), key=speed)
+        ranked = sorted((c for c in finalists if c.p50_ms and (include_fp32 or c.name != "fp32")), key=speed)
         if not any(c.name != "fp32" for c in ranked):
             report.seconds = time.perf_counter() - start
             raise GateError(

@@ -47,6 +47,8 @@ class _Index:
         if name in self.inits and name not in self.inputs:
             return numpy_helper.to_array(self.inits[name])
         node = self.producer.get(name)
+        if node is not None and node.op_type == "Identity":
+            return self.const(node.input[0])
         if node is not None and node.op_type == "Constant":
             for a in node.attribute:
                 if a.name == "value":
@@ -67,10 +69,10 @@ def _scalar(idx: _Index, name: str) -> float | None:
     return float(v.reshape(-1)[0]) if v is not None and v.size == 1 else None
 
 
-def _projection(idx: _Index, name: str) -> tuple[str, str, str, str] | None:
-    """``name`` = Transpose(0,2,1,3)(Reshape(Add(MatMul(x, W), b))) -> (x, W, b, reshape shape)."""
+def _projection(idx: _Index, name: str, perm: Sequence[int] = (0, 2, 1, 3)) -> tuple[str, str, str, str] | None:
+    """``name`` = Transpose(perm)(Reshape(Add(MatMul(x, W), b))) -> (x, W, b, reshape shape)."""
     t = idx.node(name, "Transpose")
-    if t is None or _perm(t) != [0, 2, 1, 3]:
+    if t is None or _perm(t) != list(perm):
         return None
     r = idx.node(t.input[0], "Reshape")
     if r is None:
@@ -85,19 +87,23 @@ def _projection(idx: _Index, name: str) -> tuple[str, str, str, str] | None:
     return None
 
 
-def _key_of_transposed(idx: _Index, name: str) -> str | None:
-    """Kᵀ as dynamo writes it (Reshape(Transpose(0,2,1)(Reshape(K)))) or as Transpose(0,1,3,2)(K) -> K."""
+def _key_projection(idx: _Index, name: str) -> tuple[str, str, str, str] | None:
+    """Kᵀ -> K's projection. Three spellings: dynamo's SDPA (Reshape(Transpose(0,2,1)(Reshape(K)))), a
+    transpose of K (Transpose(0,1,3,2)(K)), or eager attention's one Transpose(0,2,3,1) of the reshaped K."""
+    direct = _projection(idx, name, (0, 2, 3, 1))
+    if direct is not None:
+        return direct
     r2 = idx.node(name, "Reshape")
     if r2 is not None:
         t = idx.node(r2.input[0], "Transpose")
         if t is not None and _perm(t) == [0, 2, 1]:
             r1 = idx.node(t.input[0], "Reshape")
             if r1 is not None:
-                return r1.input[0]
+                return _projection(idx, r1.input[0])
         return None
     t = idx.node(name, "Transpose")
     if t is not None and _perm(t) == [0, 1, 3, 2]:
-        return t.input[0]
+        return _projection(idx, t.input[0])
     return None
 
 
@@ -172,7 +178,8 @@ def fuse_sdpa_attention(model: onnx.ModelProto) -> int:
                 if idx.node(s_name, "MatMul") is not None or idx.node(s_name, "Div") is not None or \
                         idx.node(s_name, "Mul") is not None:
                     w = idx.node(m_name, "Where")
-                    if w is None or _scalar(idx, w.input[1]) != 0.0 or (_scalar(idx, w.input[2]) or 0) > -1e4:
+                    zero, low = (idx.const(w.input[1]), idx.const(w.input[2])) if w is not None else (None, None)
+                    if zero is None or low is None or np.any(zero != 0) or np.any(low > -1e4):
                         continue
                     mask_input = _mask_source(idx, w.input[0])
                     scores = s_name
@@ -185,8 +192,7 @@ def fuse_sdpa_attention(model: onnx.ModelProto) -> int:
             continue
         q_name, q_scale = _scaled(idx, qk.input[0])
         kt_name, k_scale = _scaled(idx, qk.input[1])
-        k_name = _key_of_transposed(idx, kt_name)
-        q, k = _projection(idx, q_name), _projection(idx, k_name) if k_name else None
+        q, k = _projection(idx, q_name), _key_projection(idx, kt_name)
         if q is None or k is None:
             continue
         probs = softmax.output[0]
@@ -202,7 +208,11 @@ def fuse_sdpa_attention(model: onnx.ModelProto) -> int:
         if pv is None:
             continue
         v = _projection(idx, pv.input[1])
-        t_out = next((u for u in idx.consumers.get(pv.output[0], []) if u.op_type == "Transpose"), None)
+        head_out = pv.output[0]
+        same_shape = [u for u in idx.consumers.get(head_out, []) if u.op_type != "Shape"]
+        if len(same_shape) == 1 and same_shape[0].op_type == "Reshape":  # TorchScript's SDPA re-states [B,H,S,d]
+            head_out = same_shape[0].output[0]
+        t_out = next((u for u in idx.consumers.get(head_out, []) if u.op_type == "Transpose"), None)
         if v is None or t_out is None or _perm(t_out) != [0, 2, 1, 3]:
             continue
         r_out = next((u for u in idx.consumers.get(t_out.output[0], []) if u.op_type == "Reshape"), None)

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -26,9 +27,16 @@ STATIC_OPS = ("Conv", "MatMul", "Gemm", "Attention")
 WEIGHT_ONLY_OPS = ("MatMul",)
 
 
-def _quiet() -> None:
-    for name in ("onnxruntime.quantization",):
-        logging.getLogger(name).setLevel(logging.ERROR)
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    """ONNX Runtime's quantizers log advice and per-tensor notes on the root logger; a CLI prints one line."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
 
 
 def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -61,9 +69,8 @@ def dynamic(model: onnx.ModelProto, *, per_channel: bool, nodes: Sequence[str] |
     """int8 dynamic quantization of ``nodes`` (default: every quantizable node)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    _quiet()
     targets = list(nodes) if nodes is not None else quantizable(model, "dynamic")
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, _quiet():
         out = Path(tmp) / "q.onnx"
         quantize_dynamic(_copy(model), out, op_types_to_quantize=list(DYNAMIC_OPS), per_channel=per_channel,
                          weight_type=QuantType.QInt8, nodes_to_quantize=targets,
@@ -91,8 +98,7 @@ def static(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarray]], *,
     Standard ONNX QuantizeLinear/DequantizeLinear only: no contrib ops are added."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    _quiet()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, _quiet():
         out = Path(tmp) / "q.onnx"
         quantize_static(_copy(model), out, _Reader(feeds), quant_format=QuantFormat.QDQ,  # type: ignore[arg-type]
                         op_types_to_quantize=list(STATIC_OPS), per_channel=per_channel,
@@ -105,17 +111,22 @@ def static(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarray]], *,
 
 def weights_int8(model: onnx.ModelProto, *, exclude: Sequence[str] = ()) -> onnx.ModelProto:
     """8-bit block-wise weight quantization of MatMuls (``com.microsoft.MatMulNBits``, int8 compute)."""
-    from onnxruntime.quantization.matmul_nbits_quantizer import (
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    from onnxruntime.quantization.matmul_nbits_quantizer import (  # its import calls logging.basicConfig
         DefaultWeightOnlyQuantConfig,
         MatMulNBitsQuantizer,
     )
 
-    _quiet()
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
     m = onnx.ModelProto()
     m.CopyFrom(model)
     cfg = DefaultWeightOnlyQuantConfig(block_size=32, is_symmetric=True, accuracy_level=4, bits=8)
     q = MatMulNBitsQuantizer(m, algo_config=cfg, nodes_to_exclude=list(exclude))
-    q.process()
+    with _quiet():
+        q.process()
     result: onnx.ModelProto = q.model.model
     return result
 

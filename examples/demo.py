@@ -1,7 +1,7 @@
 """`make demo`: export each example pipeline (verified against eager PyTorch on unseen shapes) and run it
 with the torch-free runtime, printing what it produces.
 
-    python -m examples.demo                 # all four
+    python -m examples.demo                 # all of them
     python -m examples.demo digits tagger   # some
 """
 
@@ -20,6 +20,8 @@ EXAMPLES = {
     "detector": "detector: letterbox -> tiny CNN -> box decoding -> batched NMS -> boxes in image coordinates",
     "tagger": "CRF tagger: tokens -> conv emissions -> CRF Viterbi decoding (ONNX Loop)",
     "minilm": "sentence embeddings: strings -> in-graph BERT tokenizer -> all-MiniLM-L6-v2 -> mean pool -> L2",
+    "tv_classifier": "torchvision as shipped: ResNet18_Weights preset (exact ONNX) -> resnet18 -> top-5 labels",
+    "tv_detector": "torchvision as shipped: SSDLite320 preset -> ssdlite320_mobilenet_v3_large -> [K, 7] detections",
 }
 
 

@@ -83,7 +83,8 @@ def basic() -> None:
 
 
 #: example module -> committed model (small) or generated at test time (large)
-EXAMPLES: dict[str, bool] = {"digits": True, "detector": True, "tagger": True, "minilm": False}
+EXAMPLES: dict[str, bool] = {"digits": True, "detector": True, "tagger": True, "minilm": False,
+                             "tv_classifier": False, "tv_detector": False}
 
 
 def export_example(name: str, path: Path) -> None:

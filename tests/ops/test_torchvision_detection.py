@@ -1,0 +1,80 @@
+"""torchvision detectors as `model`: ssdlite320 with its preset -> the [K, 7] table, equal to torchvision's own
+output at other sizes and batches, thresholds as run-time inputs; unsupported detectors named."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from examples import tv_detector
+from examples.tv_classifier import images
+from onnxpipe import ExportError, export_pipeline
+from onnxpipe_runtime import InputError, Pipeline
+
+
+@pytest.fixture(scope="module")
+def ssd(tmp_path_factory):
+    kwargs = tv_detector.factory()
+    pre, model = kwargs.pop("pre"), kwargs.pop("model")
+    res = export_pipeline(pre, model, None, path=tmp_path_factory.mktemp("ssd") / "ssd.onnx", **kwargs)
+    return res, tv_detector.build_model()
+
+
+def _torchvision_table(model, img: np.ndarray, score: float | None = None, iou: float | None = None) -> np.ndarray:
+    if score is not None:
+        model.score_thresh = score
+    if iou is not None:
+        model.nms_thresh = iou
+    with torch.no_grad():
+        out = model(list(torch.from_numpy(img).float() / 255))
+    rows = [np.concatenate([np.full((len(r["scores"]), 1), b, np.float32), r["boxes"].numpy(),
+                            r["scores"].numpy()[:, None], r["labels"].numpy()[:, None].astype(np.float32)], axis=1)
+            for b, r in enumerate(out)]
+    return np.concatenate(rows) if rows else np.zeros((0, 7), np.float32)
+
+
+def test_verified_with_the_detection_table_manifest(ssd):
+    res, _ = ssd
+    man = res.manifest
+    assert man["verification"]["status"] == "passed"
+    assert [o["name"] for o in man["outputs"]] == ["detections"] and man["outputs"][0]["shape"][1] == 7
+    inputs = {i["name"]: i for i in man["inputs"]}
+    assert inputs["images"]["dtype"] == "uint8" and inputs["images"]["shape"] == ["batch", 3, "height", "width"]
+    assert inputs["score_threshold"]["default"] == pytest.approx(tv_detector.SCORE_THRESHOLD)
+    assert inputs["score_threshold"]["range"] == [0.0, 1.0] and inputs["iou_threshold"]["range"] == [0.0, 1.0]
+    assert any(c["inputs"]["images"][2:] != [120, 160] for c in man["verification"]["cases"])
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 300, 200), (2, 3, 97, 131), (1, 3, 1, 1), (3, 3, 64, 64)])
+def test_same_rows_as_torchvision_at_other_sizes(ssd, shape):
+    res, model = ssd
+    img = images(*shape, seed=sum(shape))
+    with Pipeline.load(res.path) as pipe:
+        got = pipe.run(images=img)["detections"]
+    want = _torchvision_table(model, img)
+    assert got.shape == want.shape
+    np.testing.assert_allclose(got, want, atol=0.1, rtol=1e-3)
+    np.testing.assert_array_equal(got[:, [0, 6]], want[:, [0, 6]])  # image index and label exactly
+
+
+def test_thresholds_are_run_time_inputs(ssd):
+    res, model = ssd
+    img = images(2, 150, 100, seed=7)
+    with Pipeline.load(res.path) as pipe:
+        got = pipe.run(images=img, score_threshold=np.float64(0.3), iou_threshold=0.2)["detections"]
+        with pytest.raises(InputError, match="score_threshold"):
+            pipe.run(images=img, score_threshold=1.5)
+    want = _torchvision_table(model, img, score=0.3, iou=0.2)
+    assert 0 < len(got) < len(_torchvision_table(model, img, score=tv_detector.SCORE_THRESHOLD, iou=0.55))
+    np.testing.assert_allclose(got, want, atol=0.1, rtol=1e-3)
+
+
+def test_unsupported_detector_is_named(tmp_path):
+    from torchvision.models.detection import fasterrcnn_mobilenet_v3_large_320_fpn
+
+    model = fasterrcnn_mobilenet_v3_large_320_fpn(weights=None, weights_backbone=None).eval()
+    with pytest.raises(ExportError, match="FasterRCNN cannot be exported.*supported: SSD"):
+        export_pipeline(None, model, None, example_inputs={"images": torch.rand(1, 3, 64, 64)},
+                        path=tmp_path / "frcnn.onnx")
+    assert not (tmp_path / "frcnn.onnx").exists()

@@ -111,12 +111,51 @@ def example_set(name: str) -> None:
     write_set(name, model, cases, committed=committed)
 
 
+#: optimized sets: name -> (the set whose model is optimized, onnxpipe.optimize arguments, vector tolerance).
+#: The tolerance follows the gate: int8 outputs are compared with what this file computed, loosely enough for
+#: another CPU's int8 kernels; labels and ids stay exact.
+OPTIMIZED: dict[str, tuple[str, dict, dict]] = {
+    "digits-int8": ("digits", {"portable": True, "candidates": ["int8-static"], "gate": "cosine>=0.99"},
+                    {"float32": {"atol": 2e-2, "rtol": 0.0}}),
+    "minilm-int8": ("minilm", {"candidates": ["int8-dynamic-pc"], "gate": "cosine>=0.95"},
+                    {"float32": {"atol": 2e-2, "rtol": 0.0}}),
+}
+
+
+def optimize_example(name: str, path: Path) -> None:
+    """Optimize the source set's model on its own cases (validation) into ``path``."""
+    import onnxpipe
+
+    source, kwargs, _ = OPTIMIZED[name]
+    spec = json.loads((VECTORS / source / "vector.json").read_text(encoding="utf-8"))
+    src_model = VECTORS / source / spec["model"]
+    if not src_model.exists():
+        export_example(source, src_model)
+    cases = [tensor_json.load(VECTORS / source / c["inputs"]) for c in spec["cases"]]
+    print(f"vectors: optimizing {src_model.relative_to(ROOT)} -> {path.relative_to(ROOT)}", flush=True)
+    onnxpipe.optimize(src_model, validation=cases, path_out=path, include_fp32=False, runs=3, **kwargs)
+
+
+def optimized_set(name: str) -> None:
+    source, _, tolerance = OPTIMIZED[name]
+    committed = EXAMPLES[source]
+    out = VECTORS / name
+    out.mkdir(parents=True, exist_ok=True)
+    model = out / ("model.onnx" if committed else "model.generated.onnx")
+    optimize_example(name, model)
+    spec = json.loads((VECTORS / source / "vector.json").read_text(encoding="utf-8"))
+    cases = [(c["name"], tensor_json.load(VECTORS / source / c["inputs"])) for c in spec["cases"]]
+    write_set(name, model, cases, committed=committed, tolerance=tolerance)
+
+
 def generated_models() -> None:
     """Build each absent *.generated.onnx named by a committed vector.json."""
     for spec_path in sorted(VECTORS.glob("*/vector.json")):
         spec = json.loads(spec_path.read_text(encoding="utf-8"))
         model = spec_path.parent / spec["model"]
-        if model.name.endswith(".generated.onnx") and not model.exists():
+        if model.name.endswith(".generated.onnx") and not model.exists() and spec["name"] in OPTIMIZED:
+            optimize_example(spec["name"], model)
+        elif model.name.endswith(".generated.onnx") and not model.exists():
             export_example(spec["name"], model)
         elif model.name.endswith(".generated.onnx"):
             print(f"vectors: {model.relative_to(ROOT)} is present")
@@ -124,7 +163,7 @@ def generated_models() -> None:
 
 SETS: dict[str, Callable[[], None]] = {"basic": basic} | {
     n: (lambda n=n: example_set(n)) for n in EXAMPLES  # type: ignore[misc]
-}
+} | {n: (lambda n=n: optimized_set(n)) for n in OPTIMIZED}  # type: ignore[misc]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,14 +7,16 @@ Each mode reads the same Parquet file and writes a Parquet file of outputs:
 
 - plain loop: the code a user writes by hand: read the table, decode each image with Pillow, call
   ``Pipeline.run`` on one row at a time (threads: the process's CPUs), write the outputs;
-- local engine: ``onnxpipe_runtime.score.score_file`` at batch 64 (threads: the process's CPUs);
+- local engine: ``onnxpipe_runtime.score.score_file`` at batch 64 (threads: the process's CPUs; the model is
+  loaded by each run, as the command does);
 - Spark ``local[2]``: ``score_dataframe`` (mapInArrow, the CLI's ``--engine spark``), ``pipeline_udf``
   (an Arrow UDF in ``withColumn``) and, for MiniLM, Spark's own ``predict_batch_udf`` (a pandas UDF; it takes
   no encoded images, so not for digits) — each at batch 64, 2 Python workers of 1 thread each. The JVM is
   started (and the file shipped and loaded once) before timing: what is measured is the job.
 
-The Spark overhead per row is ``local rows/s / Spark rows/s - 1`` at batch 64 with the same two CPUs. The table
-goes into docs/benchmarks.md between ``<!-- bench:score:begin -->`` and ``<!-- bench:score:end -->``.
+Each mode also scores a 128-row table: its time is the job's fixed cost, and the difference gives the cost of
+one more row; the Spark overhead per row is that cost against the local engine's, at batch 64 on the same two
+CPUs. The table goes into docs/benchmarks.md between ``<!-- bench:score:begin -->`` and ``<!-- bench:score:end -->``.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ BEGIN, END = "<!-- bench:score:begin -->", "<!-- bench:score:end -->"
 DIGITS = ROOT / "tests" / "vectors" / "digits" / "model.onnx"
 MINILM = ROOT / "tests" / "vectors" / "minilm" / "model.generated.onnx"
 BATCH = 64
+SMALL = 128  # rows of the small table that measures a job's fixed cost
 
 
 def _say(text: str) -> None:
@@ -104,7 +107,23 @@ def spark_modes(spark, with_predict_batch: bool) -> dict[str, Callable[[Path, Pa
     return modes
 
 
+def _best(run: Callable[[Path, Path, Path], None], model: Path, data: Path, out: Path, n: int, repeats: int) -> float:
+    import pyarrow.parquet as pq
+
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        run(model, data, out)
+        best = min(best, time.perf_counter() - t0)
+        done = sum(pq.read_metadata(f).num_rows for f in _parquet_files(out))
+        if done != n:
+            raise SystemExit(f"{out.name}: {done} rows out for {n} in")
+    return best
+
+
 def measure(sizes: dict[str, int], repeats: int) -> list[dict]:
+    """Per pipeline and mode: the best time for the whole table and for a small one (``SMALL`` rows: the
+    job's fixed cost: scheduling, model load, files), hence rows/s and the marginal cost of one more row."""
     import pyarrow.parquet as pq
 
     from examples.score_data import digits_table, sentences_table
@@ -125,9 +144,11 @@ def measure(sizes: dict[str, int], repeats: int) -> list[dict]:
                 if not model.is_file():
                     _say(f"{model} absent (make generated-models): {pipeline} skipped")
                     continue
-                n = sizes[pipeline]
-                data = tmp / f"{pipeline}.parquet"
-                pq.write_table(make(n), data, row_group_size=max(1, n // 8))  # 8 row groups: Spark splits there
+                n, small = sizes[pipeline], SMALL
+                data, little = tmp / f"{pipeline}.parquet", tmp / f"{pipeline}.small.parquet"
+                table = make(n)
+                pq.write_table(table, data, row_group_size=max(1, n // 8))  # 8 row groups: Spark splits there
+                pq.write_table(table.slice(0, small), little, row_group_size=small // 2)
                 _spread(spark, str(data))
                 modes: dict[str, Callable[[Path, Path, Path], None]] = {
                     "plain loop over Pipeline.run (batch 1)": plain_loop,
@@ -140,16 +161,14 @@ def measure(sizes: dict[str, int], repeats: int) -> list[dict]:
                         _say(f"{pipeline}: warming up the Spark workers")
                         run(model, data, out)
                         warm = True
-                    best = float("inf")
-                    for _ in range(1 if mode.startswith("plain") else repeats):  # the slowest, and steady
-                        t0 = time.perf_counter()
-                        run(model, data, out)
-                        best = min(best, time.perf_counter() - t0)
-                        done = sum(pq.read_metadata(f).num_rows for f in _parquet_files(out))
-                        if done != n:
-                            raise SystemExit(f"{pipeline} / {mode}: {done} rows out for {n} in")
-                    rows.append({"pipeline": pipeline, "mode": mode, "rows": n, "seconds": best, "rate": n / best})
-                    _say(f"{pipeline:7s} {mode}: {n / best:,.0f} rows/s ({n:,} rows in {best:.1f} s)")
+                    reps = 1 if mode.startswith("plain") else repeats  # the slowest, and steady
+                    t_small = _best(run, model, little, tmp / f"{pipeline}.{k}.small.parquet", small, reps)
+                    t_full = _best(run, model, data, out, n, reps)
+                    per_row = max(t_full - t_small, 1e-9) / (n - small)
+                    rows.append({"pipeline": pipeline, "mode": mode, "rows": n, "seconds": t_full, "rate": n / t_full,
+                                 "fixed": t_small, "per_row": per_row})
+                    _say(f"{pipeline:7s} {mode}: {n / t_full:,.0f} rows/s ({n:,} rows in {t_full:.1f} s; "
+                         f"{small} rows in {t_small:.2f} s; {per_row * 1e6:,.0f} µs per further row)")
         finally:
             spark.stop()
     return rows
@@ -166,27 +185,25 @@ def render(rows: list[dict], env: str) -> str:
         "`python -m examples.bench_score` (`make bench`). Each mode reads the same Parquet table and writes a "
         "Parquet table of outputs. Digits: 28 x 28 PNG images (bytes) -> top-3 labels and scores; MiniLM: "
         "sentences -> 384-d embeddings. Plain loop: decode + `Pipeline.run` one row at a time. Local engine: "
-        f"`onnxpipe score` at batch {BATCH}. Spark `local[2]`: 2 Python workers of 1 thread each (the task's "
-        "CPUs), the JVM started and the file loaded before timing; best of the runs.",
+        f"`onnxpipe score` at batch {BATCH}, one process. Spark `local[2]`: 2 Python workers of 1 thread each (the "
+        "task's CPUs), the JVM started and the file loaded in the workers before timing. Best of the runs. "
+        f"*Fixed* is the time for a {SMALL}-row table (the job's own cost: scheduling, loading, files); *per row* "
+        f"is the cost of each further row, (t(table) - t({SMALL} rows)) / (rows - {SMALL}).",
         "",
         f"{env}.",
         "",
-        "| pipeline | mode | rows | rows/s | vs local engine |",
-        "|---|---|---|---|---|",
+        "| pipeline | mode | rows | rows/s | vs local engine | fixed s | per row µs | per row vs local engine |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
-        local = next((x["rate"] for x in rows if x["pipeline"] == r["pipeline"] and x["mode"].startswith("local")),
-                     None)
-        rel = f"{r['rate'] / local:.2f}x" if local else ""
-        lines.append(f"| {r['pipeline']} | {r['mode']} | {r['rows']:,} | {r['rate']:,.0f} | {rel} |")
-    lines += ["", "Spark overhead per row against the local engine at batch 64 (same 2 CPUs; target <= 20 %):", ""]
-    for pipeline in dict.fromkeys(r["pipeline"] for r in rows):
-        local = next(x["rate"] for x in rows if x["pipeline"] == pipeline and x["mode"].startswith("local"))
-        for r in rows:
-            if r["pipeline"] == pipeline and "Spark" in r["mode"]:
-                per_row = (1 / r["rate"] - 1 / local) * 1e6
-                lines.append(f"- {pipeline}, {r['mode'].split(', ', 1)[1]}: {100 * (local / r['rate'] - 1):+.0f} % "
-                             f"({per_row:+,.0f} µs per row)")
+        local = next((x for x in rows if x["pipeline"] == r["pipeline"] and x["mode"].startswith("local")), None)
+        rel = f"{r['rate'] / local['rate']:.2f}x" if local else ""
+        over = f"{100 * (r['per_row'] / local['per_row'] - 1):+.0f} %" if local and r is not local else ""
+        lines.append(f"| {r['pipeline']} | {r['mode']} | {r['rows']:,} | {r['rate']:,.0f} | {rel} | {r['fixed']:.2f} | "
+                     f"{r['per_row'] * 1e6:,.0f} | {over} |")
+    lines += ["", "The issue's target, a Spark per-row overhead of at most 20 % over the local engine at batch 64, reads "
+              "from the last column of the Spark rows (negative: Spark's two single-threaded workers beat one process "
+              "with two threads)."]
     return "\n".join(lines)
 
 

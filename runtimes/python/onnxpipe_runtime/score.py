@@ -451,6 +451,9 @@ def score_file(model: str | Path | Pipeline, input: str | Path, output: str | Pa
     input, output = Path(input), Path(output)
     if output.resolve() == input.resolve():
         raise InputError(f"output {str(output)!r} is the input: write the scores elsewhere")
+    if output.is_dir():
+        raise InputError(f"output {str(output)!r} is a folder (written by --engine spark?): the local engine "
+                         "writes one file; remove it or choose another path")
     table_format(output)
     own = not isinstance(model, Pipeline)
     pipe = model if isinstance(model, Pipeline) else Pipeline.load(model, threads=threads, **dict(load or {}))

@@ -237,15 +237,16 @@ def score_with_spark(model: str | Path, input: str | Path, output: str | Path, *
             scored = scored.where(F.col(ERROR_COLUMN).isNull()).drop(ERROR_COLUMN)
         writer = scored.write.mode("overwrite")
         writer.parquet(output) if out_fmt == "parquet" else writer.json(output)
-        rows_out = (spark.read.parquet(output) if out_fmt == "parquet" else spark.read.json(output)).count()
+        written = spark.read.parquet(output) if out_fmt == "parquet" else spark.read.json(output)
+        rows_out = written.count()
     except Exception as e:
         err = _spark_error(e)
         if err is not None:
             raise err from None
         raise
     errors = rows_in - rows_out if errors_path else (
-        spark.read.parquet(output).where(F.col(ERROR_COLUMN).isNotNull()).count()
-        if on_error == "null" and out_fmt == "parquet" else 0)
+        written.where(F.col(ERROR_COLUMN).isNotNull()).count()
+        if on_error == "null" and ERROR_COLUMN in written.columns else 0)  # (JSON leaves out null fields)
     summary = ScoreSummary(rows_in, rows_out, errors, time.perf_counter() - start, output,
                            errors_path if errors else None)
     if progress:

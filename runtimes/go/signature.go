@@ -77,6 +77,8 @@ type TensorSpec struct {
 	// Default, the value written in the manifest (a number, or a flat list for non-scalars).
 	Optional bool            `json:"optional,omitempty"`
 	Default  json.RawMessage `json:"default,omitempty"`
+	// Range is [low, high] (inclusive) for a run-time parameter whose op has one (scores, IoU: [0, 1]).
+	Range []float64 `json:"range,omitempty"`
 }
 
 func (s TensorSpec) shapeString() string {
@@ -101,6 +103,9 @@ type Signature struct {
 	Outputs []TensorSpec `json:"outputs"`
 	Labels  []string     `json:"labels"`
 	Domains []string     `json:"domains"`
+	// Verification is the export-time check: "passed", "failed", "not run" (exported with verify=False),
+	// or "unknown" for a plain ONNX file (docs/manifest.md).
+	Verification string `json:"verification"`
 }
 
 // Input returns the spec of the named input.
@@ -154,6 +159,7 @@ func cloneSpecs(specs []TensorSpec) []TensorSpec {
 	for i, s := range specs {
 		s.Shape = append([]Dim{}, s.Shape...)
 		s.Default = append(json.RawMessage(nil), s.Default...)
+		s.Range = append([]float64(nil), s.Range...)
 		out[i] = s
 	}
 	return out
@@ -171,6 +177,27 @@ type manifest struct {
 		Domain  string `json:"domain"`
 		Library string `json:"library"`
 	} `json:"domains"`
+	Verification *struct {
+		Status  *string `json:"status"`
+		Passed  bool    `json:"passed"`
+		Skipped bool    `json:"skipped"`
+	} `json:"verification"`
+}
+
+// status is the manifest's verification state; files written before "status" existed say passed/skipped.
+func (m manifest) status() string {
+	v := m.Verification
+	switch {
+	case v == nil:
+		return "not run"
+	case v.Status != nil:
+		return *v.Status
+	case v.Passed:
+		return "passed"
+	case v.Skipped:
+		return "not run"
+	}
+	return "failed"
 }
 
 // parseManifest validates the manifest JSON and returns its signature; errors wrap ErrModelLoad.
@@ -192,7 +219,7 @@ func parseManifest(text, where string) (*Signature, error) {
 	if len(m.Inputs) == 0 || len(m.Outputs) == 0 {
 		return nil, loadErr("%s: manifest declares %d inputs and %d outputs, expected at least one of each", where, len(m.Inputs), len(m.Outputs))
 	}
-	sig := &Signature{Name: m.Name, Source: "manifest", Inputs: m.Inputs, Outputs: m.Outputs, Labels: m.Labels, Domains: []string{}}
+	sig := &Signature{Name: m.Name, Source: "manifest", Inputs: m.Inputs, Outputs: m.Outputs, Labels: m.Labels, Domains: []string{}, Verification: m.status()}
 	for _, d := range m.Domains {
 		sig.Domains = append(sig.Domains, d.Domain)
 	}
@@ -274,7 +301,7 @@ func defaultTensor(s TensorSpec) (Tensor, error) {
 // onnxruntime_go does not expose when the graph can be read (details may be nil): dynamic dimension names and
 // the overridable initializers, as optional inputs with their values as defaults.
 func signatureFromORT(inputs, outputs []ortInfo, domains []string, details *graphDetails) (*Signature, error) {
-	sig := &Signature{Source: "onnxruntime", Domains: append([]string{}, domains...)}
+	sig := &Signature{Source: "onnxruntime", Domains: append([]string{}, domains...), Verification: "unknown"}
 	for _, group := range []struct {
 		kind string
 		info []ortInfo

@@ -1,6 +1,7 @@
 package onnxpipe
 
 import (
+	"math"
 	"slices"
 	"strings"
 	"unicode/utf8"
@@ -48,6 +49,9 @@ func (p *Pipeline) validate(inputs map[string]Tensor) (uint64, error) {
 				return 0, err
 			}
 		}
+		if err := checkRange(spec, t); err != nil {
+			return 0, err
+		}
 		if len(t.shape) != len(spec.Shape) {
 			return 0, inputErr("input %q: rank %d (shape %s) given, expected rank %d %s", spec.Name, len(t.shape), formatShape(t.shape), len(spec.Shape), spec.shapeString())
 		}
@@ -82,6 +86,21 @@ func rejectNUL(input string, data []string, why string) error {
 	for i, s := range data {
 		if at := strings.IndexByte(s, 0); at >= 0 {
 			return inputErr("input %q: element %d contains a NUL character at position %d; %s", input, i, utf8.RuneCountInString(s[:at]), why)
+		}
+	}
+	return nil
+}
+
+// checkRange refuses a run-time parameter that is not a finite number inside the manifest's range.
+func checkRange(spec TensorSpec, t Tensor) error {
+	if !spec.Optional || len(spec.Range) != 2 || t.dtype != Float32 {
+		return nil
+	}
+	values, _ := t.data.([]float32)
+	for _, v := range values {
+		f := float64(v)
+		if math.IsNaN(f) || math.IsInf(f, 0) || f < spec.Range[0] || f > spec.Range[1] {
+			return inputErr("input %q: %g given, expected one number in [%g, %g]", spec.Name, f, spec.Range[0], spec.Range[1])
 		}
 	}
 	return nil

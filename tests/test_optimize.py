@@ -339,3 +339,26 @@ def test_detector_static_int8_keeps_detection_recall_and_precision(tmp_path):
     row = report.candidate("int8-static")
     assert set(row.metrics) == {"recall", "precision"}
     assert row.passed and row.metrics["recall"] >= 0.98 and row.metrics["precision"] >= 0.98, row.metrics
+
+
+def test_accelerator_candidates_are_gated_and_recommended(tmp_path):
+    from onnxpipe_runtime import accelerators
+
+    if not any(a == "openvino" for a, _ in accelerators.candidates()):
+        pytest.skip("the openvino extra is not installed (make setup installs it)")
+    src = VECTORS / "digits" / "model.onnx"
+    cases = [tensor_json.load(p) for p in sorted((VECTORS / "digits").glob("inputs_*.json"))]
+    out = tmp_path / "digits.ov.onnx"
+    report = onnxpipe.optimize(src, validation=cases, candidates=["openvino-f32"], include_fp32=False,
+                               path_out=out, runs=2, threads=1)
+    row = report.candidate("openvino-f32")
+    assert row.accelerator == "openvino" and row.passed and row.metrics["agreement"] == 1.0
+    assert "openvino" in report.table()
+    with Pipeline.load(out) as pipe:
+        manifest = pipe.manifest
+    assert manifest["accelerator"]["recommended"] == "openvino" and manifest["accelerator"]["precision"] == "f32"
+    assert manifest["precision"] == "fp32" and manifest["optimization"]["stages"]["model"]["accelerator"] == "openvino"
+    assert accelerators.recommended(manifest) == ("openvino", "f32")
+    # the graph is the fp32 file's: only the manifest recommends where its model stage runs
+    assert _stage.stage_fingerprint(onnx.load(str(src)), ("pre", "model", "post")) == \
+        _stage.stage_fingerprint(onnx.load(str(out)), ("pre", "model", "post"))

@@ -10,11 +10,12 @@ their nodes byte for byte, and thresholds stay run-time inputs. Candidates for t
 |----------------------|--------------------------------------------------------------------------|
 | ``fp32``             | the file as it is (the reference)                                        |
 | ``fp32-fused``       | transformer fusions (Attention, SkipLayerNormalization, BiasGelu, ...)   |
-| ``int8-dynamic``     | int8 weights per tensor, activations quantized at run time               |
+| ``int8-dynamic``     | int8 weights per tensor, activations quantized at run time (opt-in)      |
 | ``int8-dynamic-pc``  | the same with per-channel weights                                        |
 | ``int8-static``      | QDQ int8, activations calibrated on ``calibration`` (standard ONNX ops)  |
 | ``int8-weights``     | 8-bit block-wise weights (MatMulNBits), int8 compute                     |
 | ``mixed``            | the fastest int8 candidate that failed the gate, with the nodes that hurt the pipeline's metric most kept in fp32 until it passes |
+| ``openvino-f32/bf16``| the fp32 file with its model stage on OpenVINO (``onnxpipe-runtime[openvino]``, where this machine has it): no new graph, a recommendation in the manifest that ``Pipeline.load(accelerator="auto")`` follows |
 
 Each candidate's final outputs (after post-processing) are compared with the fp32 file's on ``validation``
 (``_gate``), its latency is measured with the runtime's own thread rule at batch 1 and a larger batch, and the
@@ -44,13 +45,17 @@ from onnxpipe._optimize import _fusion, _quantize, _stage
 from onnxpipe._optimize._gate import Gate, evaluate, margin, parse_gate, passes
 from onnxpipe._optimize._harness import Harness, max_difference
 
-__all__ = ["ALL_CANDIDATES", "Candidate", "Gate", "OptimizeReport", "load_cases", "optimize", "parse_gate"]
+__all__ = ["ALL_CANDIDATES", "DEFAULT_CANDIDATES", "Candidate", "Gate", "OptimizeReport", "load_cases", "optimize", "parse_gate"]
 
 log = logging.getLogger("onnxpipe")
 
 MANIFEST_KEY = "onnxpipe.manifest"
 VECTORS_KEY = "onnxpipe.vectors"
-ALL_CANDIDATES = ("fp32", "fp32-fused", "int8-dynamic", "int8-dynamic-pc", "int8-static", "int8-weights", "mixed")
+ALL_CANDIDATES = ("fp32", "fp32-fused", "int8-dynamic", "int8-dynamic-pc", "int8-static", "int8-weights", "mixed",
+                  "openvino-f32", "openvino-bf16")
+#: per-tensor dynamic int8 is opt-in: ONNX Runtime 1.29 (the newest Java release) computes its fused kernel
+#: differently from 1.31 (MiniLM embeddings 0.013 apart), so Java would not give the same answers
+DEFAULT_CANDIDATES = tuple(c for c in ALL_CANDIDATES if c != "int8-dynamic")
 #: a fusion must reproduce the unfused stage this closely (max |difference| of the pipeline's float outputs)
 FUSION_ATOL = 1e-4
 
@@ -62,6 +67,7 @@ class Candidate:
     name: str
     precision: str
     method: str
+    accelerator: str = "cpu"
     fusions: dict[str, int] = field(default_factory=dict)
     fp32_nodes: list[str] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
@@ -75,6 +81,7 @@ class Candidate:
     def to_dict(self, reference: Candidate | None = None) -> dict[str, Any]:
         d: dict[str, Any] = {
             "candidate": self.name, "precision": self.precision, "method": self.method,
+            "accelerator": self.accelerator,
             "fusions": dict(self.fusions), "metrics": {k: round(v, 6) for k, v in self.metrics.items()},
             "passed": self.passed, "p50_ms": {str(b): round(v, 3) for b, v in self.p50_ms.items()},
             "size": self.size,
@@ -122,7 +129,7 @@ class OptimizeReport:
         """The status table: candidate, precision, fusions, p50 per batch, speedups, metrics, gate, size."""
         ref = next((c for c in self.candidates if c.name == "fp32"), None)
         has_eager = any(c.eager_p50_ms for c in self.candidates)
-        head = ["candidate", "precision", "fusions"]
+        head = ["candidate", "accelerator", "precision", "fusions"]
         head += [f"p50 ms b{b}" for b in self.batches]
         head += [f"x fp32 b{b}" for b in self.batches]
         if has_eager:
@@ -131,7 +138,7 @@ class OptimizeReport:
         rows = [head]
         for c in self.candidates:
             fus = ", ".join(f"{k} {v}" for k, v in c.fusions.items()) or "-"
-            row = [c.name + (" *" if c.name == self.chosen else ""), c.precision, fus]
+            row = [c.name + (" *" if c.name == self.chosen else ""), c.accelerator, c.precision, fus]
             row += [f"{c.p50_ms[b]:.2f}" if b in c.p50_ms else "-" for b in self.batches]
             row += [f"{ref.p50_ms[b] / c.p50_ms[b]:.2f}x" if ref and b in c.p50_ms and b in ref.p50_ms else "-"
                     for b in self.batches]
@@ -225,13 +232,16 @@ def _batch_of(case: Mapping[str, np.ndarray], batch_inputs: Sequence[str], n: in
     return out
 
 
-def _measure(files: Mapping[str, Path], feeds: Mapping[int, dict[str, np.ndarray]], threads: int, runs: int,
+def _measure(files: Mapping[str, Path | tuple[Path, dict[str, Any]]], feeds: Mapping[int, dict[str, np.ndarray]], threads: int, runs: int,
              eager: Callable[[dict[str, np.ndarray]], Any] | None, say: Callable[[str], None]
              ) -> tuple[dict[str, dict[int, float]], dict[int, float]]:
     """p50 latency (ms) of each file per batch size, runs interleaved file by file; eager alongside if given."""
     from onnxpipe_runtime import Pipeline
 
-    pipes = {name: Pipeline.load(path, threads=threads) for name, path in files.items()}
+    pipes = {}
+    for name, target in files.items():
+        path, kwargs = target if isinstance(target, tuple) else (target, {})
+        pipes[name] = Pipeline.load(path, threads=threads, **kwargs)
     try:
         result: dict[str, dict[int, float]] = {name: {} for name in files}
         eager_ms: dict[int, float] = {}
@@ -376,7 +386,8 @@ def optimize(
         calibration: inputs to calibrate static int8 on (default: ``validation``, which the report says).
         gate: ``"cosine>=0.99,agreement>=0.99"`` or a :class:`Gate` (defaults: cosine 0.99, agreement 0.99,
             detection recall/precision 0.98).
-        candidates: names from :data:`ALL_CANDIDATES` (default: all; ``fp32`` is always measured).
+        candidates: names from :data:`ALL_CANDIDATES` (default: :data:`DEFAULT_CANDIDATES`, all but the per-tensor
+            ``int8-dynamic``; ``fp32`` is always measured).
         path_out: where to write the chosen file (default: ``<name>.opt.onnx`` beside ``path``). Nothing is
             written when no candidate passes, nor when the fp32 file itself is the fastest.
         batch_sizes: latency is measured at each (the first case's rows cycled to the size).
@@ -399,7 +410,7 @@ def optimize(
     start = time.perf_counter()
     src = Path(path)
     gate_ = parse_gate(gate)
-    wanted = list(candidates) if candidates is not None else list(ALL_CANDIDATES)
+    wanted = list(candidates) if candidates is not None else list(DEFAULT_CANDIDATES)
     unknown = [c for c in wanted if c not in ALL_CANDIDATES]
     if unknown:
         raise OptimizeError(f"candidates: unknown {unknown}; expected some of {list(ALL_CANDIDATES)}")
@@ -500,7 +511,8 @@ def optimize(
             continue
         rows.append(judge(Candidate(name, "int8", method, fusions=_fusion.fused_counts(model), model=model)))
 
-    finalists = [c for c in rows if c.passed and c.model is not None]
+    accel_targets = _accelerator_rows(src, wanted, portable, rows, val, reference, manifest, gate_, n_threads, say)
+    finalists = [c for c in rows if c.passed and (c.model is not None or c.name in accel_targets)]
     failed_int8 = [c for c in rows if c.passed is False and c.model is not None and c.precision == "int8"
                    and c.name in ("int8-dynamic-pc", "int8-dynamic", "int8-static")]
     files: dict[str, Path] = {}
@@ -531,7 +543,11 @@ def optimize(
                 files[c.name] = write_full(c)
         base.size = src.stat().st_size
         files["fp32"] = src
-        timed = {c.name: files[c.name] for c in rows if c.passed and c.name in files}
+        timed: dict[str, Path | tuple[Path, dict[str, Any]]] = {
+            c.name: files[c.name] for c in rows if c.passed and c.name in files}
+        for name, kwargs in accel_targets.items():
+            if rows[[c.name for c in rows].index(name)].passed:
+                timed[name] = (src, kwargs)
         feeds = {b: _batch_of(val[0], batch_inputs, b) for b in sizes}
         say(f"measuring latency with {n_threads} thread(s) at batch {', '.join(map(str, sizes))}")
         times, eager_ms = _measure(timed, feeds, n_threads, runs, eager, say)
@@ -542,7 +558,7 @@ def optimize(
 
         # the finalists as whole files: the gate is re-checked on the real thing
         for c in list(finalists):
-            if c.name == "fp32":
+            if c.name == "fp32" or c.name in accel_targets:  # those ran as the whole file already
                 continue
             with Pipeline.load(files[c.name], threads=n_threads) as p:
                 outs = [p.run(case) for case in val]
@@ -570,14 +586,19 @@ def optimize(
             say("the fp32 file is the fastest that passes: nothing to write")
             return report
 
-        optimized = onnx.load(str(files[best.name]))
+        chosen_file = files.get(best.name, src)  # an accelerator row keeps the fp32 graph
+        optimized = onnx.load(str(chosen_file))
         vectors = next((p.value for p in full.metadata_props if p.key == VECTORS_KEY), None)
-        vectors = _refresh_vectors(vectors, files[best.name], n_threads)
+        vectors = _refresh_vectors(vectors, chosen_file, n_threads)
         new_manifest = dict(manifest)
         counts = _node_counts(optimized)
         new_manifest["stages"] = [dict(s, nodes=counts.get(s["name"], s.get("nodes", 0)))
                                   for s in manifest.get("stages", [])]
-        new_manifest["precision"] = best.precision if not best.fp32_nodes else "mixed"
+        on_cpu = best.accelerator == "cpu"
+        new_manifest["precision"] = (best.precision if not best.fp32_nodes else "mixed") if on_cpu else "fp32"
+        recommendation = _recommendation(best)
+        if recommendation is not None:
+            new_manifest["accelerator"] = recommendation
         ms_used = any(imp.domain == _fusion.MS_DOMAIN for imp in optimized.opset_import)
         if ms_used:
             domains = list(new_manifest.get("domains", []))
@@ -590,7 +611,8 @@ def optimize(
             "source": {"name": src.name, "sha256": hashlib.sha256(src.read_bytes()).hexdigest()},
             "stages": {
                 "pre": {"precision": "unchanged", "method": "unchanged"},
-                "model": {"precision": new_manifest["precision"], "method": best.method,
+                "model": {"precision": new_manifest["precision"] if on_cpu else best.precision, "method": best.method,
+                          "accelerator": best.accelerator,
                           "fusions": dict(best.fusions), **({"fp32_nodes": best.fp32_nodes} if best.fp32_nodes
                                                            else {})},
                 "post": {"precision": "unchanged", "method": "unchanged"},
@@ -609,6 +631,65 @@ def optimize(
     report.seconds = time.perf_counter() - start
     say(f"wrote {out_path} ({out_path.stat().st_size:,} bytes): {best.name}, {report.seconds:.0f} s in all")
     return report
+
+
+def _accelerator_rows(src: Path, wanted: Sequence[str], portable: bool, rows: list[Candidate],
+                      val: Sequence[Mapping[str, np.ndarray]], reference: Sequence[Mapping[str, np.ndarray]],
+                      manifest: Mapping[str, Any], gate: Gate, threads: int,
+                      say: Callable[[str], None]) -> dict[str, dict[str, Any]]:
+    """Rows for the fp32 file with its model stage on each accelerator this machine has (precision x accelerator),
+    gated on the whole file's outputs. Returns {candidate name: Pipeline.load keyword arguments}."""
+    from onnxpipe_runtime import Pipeline
+    from onnxpipe_runtime.errors import PipelineError
+
+    names = [c for c in wanted if c.startswith("openvino-")]
+    if portable or not names:
+        return {}
+    try:
+        from onnxpipe_runtime import accelerators
+
+        available = [(a, p) for a, p in accelerators.candidates() if a != "cpu"]
+    except ImportError:  # a runtime without accelerator support
+        available = []
+    targets: dict[str, dict[str, Any]] = {}
+    for acc, prec in available:
+        name = f"{acc}-{prec}"
+        if name not in names:
+            continue
+        say(f"trying {name}: the fp32 file with its model stage on {acc} in {prec}, pre/post on the CPU")
+        c = Candidate(name, str(prec), f"fp32 file, model stage on {acc} ({prec})", accelerator=acc)
+        try:
+            with Pipeline.load(src, threads=threads, accelerator=acc, precision=prec) as p:
+                outs = [p.run(case) for case in val]
+        except PipelineError as e:
+            c.passed, c.note = False, f"{acc} failed: {str(e).splitlines()[0][:120]}"
+            rows.append(c)
+            continue
+        c.metrics = evaluate(reference, outs, manifest, gate)
+        c.passed = passes(c.metrics, gate)
+        c.size = src.stat().st_size
+        say(f"  {name}: {', '.join(f'{k} {v:.5f}' for k, v in c.metrics.items())} -> "
+            f"{'pass' if c.passed else 'fail'}")
+        rows.append(c)
+        targets[name] = {"accelerator": acc, "precision": prec}
+    missing = [n for n in names if n not in {f"{a}-{p}" for a, p in available}]
+    if missing and candidates_were_asked(wanted):
+        say(f"  not available on this machine: {missing}")
+    return targets
+
+
+def candidates_were_asked(wanted: Sequence[str]) -> bool:
+    return list(wanted) != list(DEFAULT_CANDIDATES)
+
+
+def _recommendation(best: Candidate) -> dict[str, Any] | None:
+    """The manifest's ``accelerator`` entry that ``Pipeline.load(accelerator="auto")`` follows."""
+    try:
+        from onnxpipe_runtime import accelerators
+    except ImportError:
+        return None
+    return {"recommended": best.accelerator, "precision": None if best.accelerator == "cpu" else best.precision,
+            "cpu_features": list(accelerators.cpu_features())}
 
 
 def _mixed_search(base: Candidate, fp32_model: onnx.ModelProto, harness: Harness, reference: Sequence[Mapping[str, np.ndarray]], manifest: Mapping[str, Any],

@@ -14,8 +14,9 @@ cores, and score Arrow batches with the local engine's :class:`~onnxpipe_runtime
 column rules, the same bad-row messages (``partition P, row R``). Spark types have no fixed-size lists and no
 uint8: tensors come back as arrays, uint8 as smallint.
 
-``score_dataframe`` (``mapInArrow``) was the faster of the two in ``examples/bench_score.py``; see
-docs/benchmarks.md. Nothing here is imported by the rest of the runtime.
+The two measured within noise of each other (``examples/bench_score.py``, docs/scale-out.md); the CLI uses
+``score_dataframe`` (top-level output columns, ``skip`` in one pass). Nothing here is imported by the rest of the
+runtime.
 """
 
 from __future__ import annotations

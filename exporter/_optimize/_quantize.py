@@ -29,14 +29,33 @@ WEIGHT_ONLY_OPS = ("MatMul",)
 
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
-    """ONNX Runtime's quantizers log advice and per-tensor notes on the root logger; a CLI prints one line."""
+    """ONNX Runtime's quantizers log advice and per-tensor notes on the root logger (``logging.warning`` even
+    installs a handler there when it has none); a CLI prints one line, so both are undone."""
     root = logging.getLogger()
-    level = root.level
+    handlers, level = list(root.handlers), root.level
     root.setLevel(logging.ERROR)
     try:
         yield
     finally:
+        root.handlers[:] = handlers
         root.setLevel(level)
+
+
+@contextlib.contextmanager
+def _keep_root_logger() -> Iterator[None]:
+    """``onnxruntime.quantization`` calls ``logging.basicConfig`` when imported (matmul_nbits_quantizer): undo it,
+    or every onnxpipe progress line would print twice."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        yield
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+
+with _keep_root_logger():
+    import onnxruntime.quantization  # noqa: F401  (imported here, once, under the guard)
 
 
 def _copy(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -111,15 +130,11 @@ def static(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarray]], *,
 
 def weights_int8(model: onnx.ModelProto, *, exclude: Sequence[str] = ()) -> onnx.ModelProto:
     """8-bit block-wise weight quantization of MatMuls (``com.microsoft.MatMulNBits``, int8 compute)."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    from onnxruntime.quantization.matmul_nbits_quantizer import (  # its import calls logging.basicConfig
-        DefaultWeightOnlyQuantConfig,
-        MatMulNBitsQuantizer,
-    )
-
-    root.handlers[:] = handlers
-    root.setLevel(level)
+    with _keep_root_logger():
+        from onnxruntime.quantization.matmul_nbits_quantizer import (
+            DefaultWeightOnlyQuantConfig,
+            MatMulNBitsQuantizer,
+        )
 
     m = onnx.ModelProto()
     m.CopyFrom(model)

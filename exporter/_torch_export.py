@@ -161,7 +161,7 @@ def categorize(reason: str) -> str:
 
 
 _TORCH_DIRS = tuple(
-    str(Path(m.__file__).resolve().parent) + os.sep
+    str(Path(str(m.__file__)).resolve().parent) + os.sep
     for m in (torch, onnx, contextlib) if getattr(m, "__file__", None)
 )
 _OWN_FILES = {str(Path(__file__).resolve()), str(Path(__file__).resolve().parent / "stages.py"),

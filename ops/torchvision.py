@@ -221,7 +221,7 @@ def _resize_step(size: Sequence[int], crop: Sequence[int] | None, v2: bool) -> S
         h = g.op("Gather", shape, g.i64(2))
         w = g.op("Gather", shape, g.i64(3))
         out_h, out_w = _output_size(g, h, w, size)
-        index = {}
+        index: dict[int, tuple[str, str | None]] = {}
         for axis, out in ((3, out_w), (2, out_h)):
             if crop is not None:
                 index[axis] = _crop_window(g, out, crop[0] if axis == 2 else crop[1])

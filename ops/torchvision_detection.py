@@ -41,6 +41,8 @@ class TorchvisionSSD(torch.nn.Module):
     """A torchvision ``SSD`` in eval mode: float32 ``images [N, 3, H, W]`` in [0, 1] -> ``{"detections"}``."""
 
     anchors: torch.Tensor
+    mean: torch.Tensor
+    std: torch.Tensor
 
     def __init__(self, model: Any) -> None:
         super().__init__()

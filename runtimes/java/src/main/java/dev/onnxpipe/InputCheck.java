@@ -36,6 +36,7 @@ final class InputCheck {
       if (t.dtype() == DType.STRING && sig.domains().contains(Pipeline.CONTRIB_DOMAIN)) {
         rejectNul(spec, t.strings());
       }
+      checkRange(spec, t);
       long[] shape = t.shape();
       List<Object> want = spec.shape();
       if (shape.length != want.size()) {
@@ -65,6 +66,24 @@ final class InputCheck {
   }
 
   /** onnxruntime-extensions' string ops end a string at a NUL character; refuse rather than lose the rest. */
+  /** A run-time parameter must be a finite number inside the manifest's range, as in every runtime. */
+  private static void checkRange(TensorSpec spec, Tensor t) {
+    double[] range = spec.range();
+    if (!spec.optional() || range == null || t.dtype() != DType.FLOAT32) {
+      return;
+    }
+    for (float v : t.floats()) {
+      if (!Float.isFinite(v) || v < range[0] || v > range[1]) {
+        throw PipelineException.invalidInput("input '" + spec.name() + "': " + v + " given, expected one number in ["
+            + bound(range[0]) + ", " + bound(range[1]) + "]");
+      }
+    }
+  }
+
+  private static String bound(double d) {
+    return d == Math.rint(d) && Math.abs(d) < 1e15 ? Long.toString((long) d) : FloatFormat.format(d);
+  }
+
   private static void rejectNul(TensorSpec spec, String[] strings) {
     for (int i = 0; i < strings.length; i++) {
       int at = strings[i].indexOf('\0');

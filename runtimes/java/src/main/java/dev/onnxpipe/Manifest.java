@@ -53,7 +53,7 @@ final class Manifest {
         }
       }
     }
-    return new Signature("manifest", inputs, outputs, labels, domains);
+    return new Signature("manifest", inputs, outputs, labels, domains, verification(m.get("verification")));
   }
 
   private static List<TensorSpec> specs(Object list, String field, boolean inputs) {
@@ -85,9 +85,28 @@ final class Manifest {
         }
       }
       boolean optional = inputs && Boolean.TRUE.equals(e.get("optional"));
-      out.add(new TensorSpec(name, dtype, dims, optional, optional ? e.get("default") : null));
+      double[] range = null;
+      if (optional && e.get("range") instanceof List<?> r && r.size() == 2
+          && r.get(0) instanceof Json.Num lo && r.get(1) instanceof Json.Num hi) {
+        range = new double[] {Double.parseDouble(lo.text()), Double.parseDouble(hi.text())};
+      }
+      out.add(new TensorSpec(name, dtype, dims, optional, optional ? e.get("default") : null, range));
     }
     return out;
+  }
+
+  /** "passed", "failed" or "not run"; files written before "status" existed say passed / skipped. */
+  private static String verification(Object v) {
+    if (!(v instanceof Map<?, ?> ver)) {
+      return "not run";
+    }
+    if (ver.get("status") instanceof String s) {
+      return s;
+    }
+    if (Boolean.TRUE.equals(ver.get("passed"))) {
+      return "passed";
+    }
+    return Boolean.TRUE.equals(ver.get("skipped")) ? "not run" : "failed";
   }
 
   private static PipelineException bad(String message) {

@@ -16,9 +16,16 @@ public final class Signature {
   private final List<TensorSpec> outputs;
   private final List<String> labels;
   private final List<String> domains;
+  private final String verification;
 
   Signature(String source, List<TensorSpec> inputs, List<TensorSpec> outputs, List<String> labels,
       List<String> domains) {
+    this(source, inputs, outputs, labels, domains, "unknown");
+  }
+
+  Signature(String source, List<TensorSpec> inputs, List<TensorSpec> outputs, List<String> labels,
+      List<String> domains, String verification) {
+    this.verification = verification;
     this.source = source;
     this.inputs = List.copyOf(inputs);
     this.outputs = List.copyOf(outputs);
@@ -67,6 +74,14 @@ public final class Signature {
     return labels;
   }
 
+  /**
+   * The export-time verification: {@code "passed"}, {@code "failed"}, {@code "not run"} (exported with
+   * verify=False) or {@code "unknown"} (plain ONNX file); docs/manifest.md.
+   */
+  public String verification() {
+    return verification;
+  }
+
   /** Custom-op domains the graph needs, e.g. {@code ai.onnx.contrib}. */
   public List<String> domains() {
     return domains;
@@ -88,6 +103,7 @@ public final class Signature {
     m.put("outputs", outputs.stream().map(TensorSpec::toJsonMap).toList());
     m.put("labels", labels);
     m.put("domains", domains);
+    m.put("verification", verification);
     return Json.write(m);
   }
 

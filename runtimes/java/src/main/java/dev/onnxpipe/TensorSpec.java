@@ -21,13 +21,24 @@ public final class TensorSpec {
   private final List<Object> shape;
   private final boolean optional;
   private final Object defaultValue;
+  private final double[] range;
 
   TensorSpec(String name, DType dtype, List<Object> shape, boolean optional, Object defaultValue) {
+    this(name, dtype, shape, optional, defaultValue, null);
+  }
+
+  TensorSpec(String name, DType dtype, List<Object> shape, boolean optional, Object defaultValue, double[] range) {
     this.name = Objects.requireNonNull(name);
     this.dtype = Objects.requireNonNull(dtype);
     this.shape = Collections.unmodifiableList(new ArrayList<>(shape));
     this.optional = optional;
     this.defaultValue = defaultValue;
+    this.range = range == null ? null : range.clone();
+  }
+
+  /** {@code [low, high]} (inclusive) a run-time parameter must lie in (manifest "range"), or null. */
+  public double[] range() {
+    return range == null ? null : range.clone();
   }
 
   public String name() {
@@ -89,6 +100,9 @@ public final class TensorSpec {
     if (optional) {
       m.put("optional", true);
       m.put("default", defaultValue);
+    }
+    if (range != null) {
+      m.put("range", List.of(new Json.Num(FloatFormat.format(range[0])), new Json.Num(FloatFormat.format(range[1]))));
     }
     return m;
   }

@@ -59,6 +59,7 @@ bench: setup generated-models
 	@if [ -f examples/bench_serve.py ]; then $(PY) -m examples.bench_serve; fi
 	$(PY) -m examples.bench_score
 	$(PY) -m examples.bench_accel
+	$(PY) -m examples.bench_optimize
 
 clean:
 	rm -rf build .pytest_cache

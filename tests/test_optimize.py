@@ -362,3 +362,11 @@ def test_accelerator_candidates_are_gated_and_recommended(tmp_path):
     # the graph is the fp32 file's: only the manifest recommends where its model stage runs
     assert _stage.stage_fingerprint(onnx.load(str(src)), ("pre", "model", "post")) == \
         _stage.stage_fingerprint(onnx.load(str(out)), ("pre", "model", "post"))
+
+
+def test_triton_repository_takes_an_optimized_file(tmp_path):
+    from onnxpipe_runtime import triton_repo
+
+    assert triton_repo.main([str(VECTORS / "digits-int8" / "model.onnx"), str(tmp_path / "repo"), "--name", "d8"]) == 0
+    assert (tmp_path / "repo" / "d8" / "1" / "model.onnx").read_bytes() == (VECTORS / "digits-int8" / "model.onnx"
+                                                                           ).read_bytes()

@@ -207,3 +207,10 @@ def test_progress_line_has_rate_and_eta():
     bar.done = 250
     line = bar.line(bar.start + 2.0)
     assert "250/1,000 rows (25%)" in line and "125 rows/s" in line and "ETA 0:06" in line
+
+
+def test_empty_table_gives_an_empty_table(tmp_path):
+    (tmp_path / "in.jsonl").write_text("")
+    summary = score_file(DIGITS, tmp_path / "in.jsonl", tmp_path / "out.parquet", progress=False)
+    assert (summary.rows_in, summary.rows_out) == (0, 0)
+    assert pq.read_table(tmp_path / "out.parquet").column_names == ["score", "label_id", "label"]

@@ -487,8 +487,9 @@ def _score_stream(scorer: Scorer, input: Path, output: Path, batch_size: int,
             rows_in += batch.num_rows
             n_errors += len(scored.errors)
             bar.update(batch.num_rows)
-        if writer is None:
-            raise InputError(f"input {str(input)!r} has no rows")
+        if writer is None:  # no rows in, no rows out: still a table with the output columns
+            empty = pa.schema([(k, pa.null()) for k in scorer.keep])
+            writer = TableWriter(output, scorer.output_schema(empty))
         writer.commit()
     except BaseException:
         if writer is not None:

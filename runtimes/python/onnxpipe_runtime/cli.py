@@ -166,15 +166,15 @@ def print_signature(doc: dict[str, Any]) -> None:
         print({"passed": f"  verification: passed on {cases} input sets",
                "failed": "  verification: FAILED at export (do not deploy this file)",
                "not run": "  verification: NOT VERIFIED (exported with verify=False)"}[status])
-        opt = man.get("optimization")
-        if isinstance(opt, dict):
-            model = (opt.get("stages") or {}).get("model") or {}
-            gate = opt.get("gate") or {}
+        optimization = man.get("optimization")
+        if isinstance(optimization, dict):
+            model = (optimization.get("stages") or {}).get("model") or {}
+            gate = optimization.get("gate") or {}
             metrics = ", ".join(f"{k} {v}" for k, v in (gate.get("metrics") or {}).items())
-            print(f"  optimization: {opt.get('chosen')} (model stage: {model.get('method')}); pre/post unchanged")
+            print(f"  optimization: {optimization.get('chosen')} (model stage: {model.get('method')}); pre/post unchanged")
             print(f"    gate {gate.get('rule')} vs the fp32 file on {gate.get('validation_cases')} case(s): {metrics}")
-            print(f"    from {(opt.get('source') or {}).get('name')}, measured on "
-                  f"{(opt.get('measured_on') or {}).get('cpu')} with {(opt.get('measured_on') or {}).get('threads')} "
+            print(f"    from {(optimization.get('source') or {}).get('name')}, measured on "
+                  f"{(optimization.get('measured_on') or {}).get('cpu')} with {(optimization.get('measured_on') or {}).get('threads')} "
                   "thread(s)")
 
 

@@ -29,6 +29,7 @@ row, the column and what was expected; a column of the wrong type is an :class:`
 from __future__ import annotations
 
 import io
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -140,6 +141,10 @@ class Layout:
         unknown = [k for k in columns if k not in known]
         if unknown:
             raise InputError(f"column mapping names unknown input {unknown[0]!r}; inputs are {sorted(known)}")
+        optional = [k for k in columns if k not in {s.name for s in signature.required_inputs}]
+        if optional:
+            raise InputError(f"column mapping names optional input {optional[0]!r}: optional inputs take one value "
+                             "for the whole job (--param NAME=VALUE), not a column")
         required = signature.required_inputs
         lead = required[0].shape[0] if required and required[0].shape else None
         if not isinstance(lead, str):
@@ -169,7 +174,8 @@ class Layout:
         return [c for _, c in self.inputs]
 
     def expected(self, spec: TensorSpec) -> str:
-        return f"{spec.dtype} {_dims(spec)} per row (input {spec.name!r} is {spec.dtype} {list(spec.shape)})"
+        whole = "[" + ", ".join("?" if d is None else str(d) for d in spec.shape) + "]"
+        return f"{spec.dtype} {_dims(spec)} per row (input {spec.name!r} is {spec.dtype} {whole})"
 
     def json_types(self) -> dict[str, pa.DataType | None]:
         """Column types to parse JSON Lines into: lists of int64 / float64 / strings at the input's depth (an
@@ -307,7 +313,8 @@ def _decode_images(spec: TensorSpec, column: str, array: pa.Array) -> Decoded:
             with Image.open(io.BytesIO(blob)) as img:
                 pixels = np.asarray(img if img.mode == mode else img.convert(mode), dtype=np.uint8)
         except Exception as e:  # Pillow raises many types for bad data
-            bad[i] = f"an image Pillow cannot decode ({type(e).__name__}: {e})"
+            detail = re.sub(r" <_io\.BytesIO object at 0x[0-9a-f]+>", "", str(e))  # (an address: no help)
+            bad[i] = f"an image Pillow cannot decode ({type(e).__name__}: {detail})"
             continue
         if len(per_row) == 3:
             pixels = pixels.reshape(*pixels.shape[:2], -1)

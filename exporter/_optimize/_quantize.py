@@ -113,7 +113,8 @@ class _Reader:
 
 def static(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarray]], *, per_channel: bool,
            exclude: Sequence[str] = ()) -> onnx.ModelProto:
-    """int8 QDQ quantization calibrated on ``feeds`` (uint8 activations, int8 weights: the CPU's fast path).
+    """int8 QDQ quantization calibrated on ``feeds`` (uint8 activations, int8 weights: the CPU's fast path) of the
+    nodes with constant weights (activation x activation products such as attention scores stay fp32).
     Standard ONNX QuantizeLinear/DequantizeLinear only: no contrib ops are added."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
@@ -122,7 +123,8 @@ def static(model: onnx.ModelProto, feeds: Sequence[Mapping[str, np.ndarray]], *,
         quantize_static(_copy(model), out, _Reader(feeds), quant_format=QuantFormat.QDQ,  # type: ignore[arg-type]
                         op_types_to_quantize=list(STATIC_OPS), per_channel=per_channel,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        nodes_to_exclude=list(exclude), calibrate_method=CalibrationMethod.MinMax,
+                        nodes_to_quantize=[n for n in quantizable(model, "static") if n not in set(exclude)],
+                        calibrate_method=CalibrationMethod.MinMax,
                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT, "UseQDQContribOps": False,
                                        "CalibTensorRangeSymmetric": False})
         return onnx.load(str(out))

@@ -10,7 +10,7 @@ their nodes byte for byte, and thresholds stay run-time inputs. Candidates for t
 |----------------------|--------------------------------------------------------------------------|
 | ``fp32``             | the file as it is (the reference)                                        |
 | ``fp32-fused``       | transformer fusions (Attention, SkipLayerNormalization, BiasGelu, ...)   |
-| ``int8-dynamic``     | int8 weights per tensor, activations quantized at run time (opt-in)      |
+| ``int8-dynamic``     | int8 weights per tensor, activations quantized at run time               |
 | ``int8-dynamic-pc``  | the same with per-channel weights                                        |
 | ``int8-static``      | QDQ int8, activations calibrated on ``calibration`` (standard ONNX ops)  |
 | ``int8-weights``     | 8-bit block-wise weights (MatMulNBits), int8 compute                     |
@@ -53,9 +53,7 @@ MANIFEST_KEY = "onnxpipe.manifest"
 VECTORS_KEY = "onnxpipe.vectors"
 ALL_CANDIDATES = ("fp32", "fp32-fused", "int8-dynamic", "int8-dynamic-pc", "int8-static", "int8-weights", "mixed",
                   "openvino-f32", "openvino-bf16")
-#: per-tensor dynamic int8 is opt-in: ONNX Runtime 1.29 (the newest Java release) computes its fused kernel
-#: differently from 1.31 (MiniLM embeddings 0.013 apart), so Java would not give the same answers
-DEFAULT_CANDIDATES = tuple(c for c in ALL_CANDIDATES if c != "int8-dynamic")
+DEFAULT_CANDIDATES = ALL_CANDIDATES
 #: a fusion must reproduce the unfused stage this closely (max |difference| of the pipeline's float outputs)
 FUSION_ATOL = 1e-4
 
@@ -386,8 +384,7 @@ def optimize(
         calibration: inputs to calibrate static int8 on (default: ``validation``, which the report says).
         gate: ``"cosine>=0.99,agreement>=0.99"`` or a :class:`Gate` (defaults: cosine 0.99, agreement 0.99,
             detection recall/precision 0.98).
-        candidates: names from :data:`ALL_CANDIDATES` (default: :data:`DEFAULT_CANDIDATES`, all but the per-tensor
-            ``int8-dynamic``; ``fp32`` is always measured).
+        candidates: names from :data:`ALL_CANDIDATES` (default: all; ``fp32`` is always measured).
         path_out: where to write the chosen file (default: ``<name>.opt.onnx`` beside ``path``). Nothing is
             written when no candidate passes, nor when the fp32 file itself is the fastest.
         batch_sizes: latency is measured at each (the first case's rows cycled to the size).

@@ -21,9 +21,11 @@ runtime.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -33,7 +35,7 @@ import pyarrow as pa
 
 from onnxpipe_runtime.errors import InputError
 from onnxpipe_runtime.pipeline import Pipeline
-from onnxpipe_runtime.score import ERROR_COLUMN, ScoreSummary, Scorer, _rebatch, table_format
+from onnxpipe_runtime.score import ERROR_COLUMN, Progress, ScoreSummary, Scorer, _rebatch, table_format
 from onnxpipe_runtime.threads import ENV_VAR, default_threads
 
 __all__ = ["pipeline_udf", "score_dataframe", "score_with_spark", "task_threads"]
@@ -99,10 +101,12 @@ def _spark_schema(schema: pa.Schema) -> tuple[pa.Schema, Any]:
 
 def score_dataframe(df: Any, path: str | Path, *, columns: Mapping[str, str] | None = None,
                     params: Mapping[str, Any] | None = None, keep: Sequence[str] = (), on_error: str = "fail",
-                    batch_size: int = 64, threads: int | None = None, load: Mapping[str, Any] | None = None) -> Any:
+                    batch_size: int = 64, threads: int | None = None, load: Mapping[str, Any] | None = None,
+                    counter: Any = None) -> Any:
     """``df`` scored with ``mapInArrow``: the ``keep`` columns, then one column per output (and ``error`` when
     ``on_error="null"``). ``on_error="skip"`` drops bad rows (use ``null`` to see why). Partition order and the
-    order within partitions are kept."""
+    order within partitions are kept. ``load``: more ``Pipeline.load`` options (``accelerator``); ``counter``: a
+    Spark accumulator that counts the rows scored (for progress)."""
     from pyspark import TaskContext
     from pyspark.sql.pandas.types import to_arrow_schema
 
@@ -129,6 +133,8 @@ def score_dataframe(df: Any, path: str | Path, *, columns: Mapping[str, str] | N
         for batch in _rebatch(batches, batch_size):
             scored = worker.score(batch, row_label=_label(part, seen))
             seen += batch.num_rows
+            if counter is not None:
+                counter.add(batch.num_rows)
             yield scored.batch.cast(out_arrow)
 
     out = df.select(*read).mapInArrow(score_partition, out_spark)
@@ -207,7 +213,7 @@ def score_with_spark(model: str | Path, input: str | Path, output: str | Path, *
     files, as Spark writes; Parquet or JSON Lines by the suffix; paths or URLs Spark can read, e.g. ``s3a://``).
     ``master``: e.g. ``local[2]``; default: what ``spark-submit`` set, else ``local[*]``. The model is a local
     file (shipped to the executors)."""
-    from pyspark.sql import SparkSession, functions as F
+    from pyspark.sql import SparkSession
 
     input, output = str(input), str(output)  # also URLs (s3a://, hdfs://): Path would fold their '//'
     in_fmt, out_fmt = table_format(Path(input)), table_format(Path(output))
@@ -217,7 +223,7 @@ def score_with_spark(model: str | Path, input: str | Path, output: str | Path, *
     builder = SparkSession.builder.appName(f"onnxpipe score {Path(model).name}")
     if master:
         builder = builder.master(master)
-    spark = (builder.config("spark.ui.showConsoleProgress", str(bool(progress)).lower())
+    spark = (builder.config("spark.ui.showConsoleProgress", "false")  # ours below counts rows, not tasks
              .config("spark.sql.execution.arrow.maxRecordsPerBatch", str(max(batch_size, 1024)))
              .getOrCreate())
     spark.sparkContext.setLogLevel("ERROR")
@@ -226,33 +232,66 @@ def score_with_spark(model: str | Path, input: str | Path, output: str | Path, *
     df = spark.read.parquet(input) if in_fmt == "parquet" else spark.read.json(input)
     df = _json_images(df, model, columns) if in_fmt == "jsonl" else df
     rows_in = df.count()
-    policy = "null" if on_error == "skip" else on_error
-    scored = score_dataframe(df, model, columns=columns, params=params, keep=keep, on_error=policy,
-                             batch_size=batch_size, threads=threads, load=load)
+    counter = spark.sparkContext.accumulator(0)
+    scored = score_dataframe(df, model, columns=columns, params=params, keep=keep,
+                             on_error="null" if on_error == "skip" else on_error, batch_size=batch_size,
+                             threads=threads, load=load, counter=counter)
+    bar = Progress(f"scoring {Path(model).name} on spark {spark.sparkContext.master}", rows_in, enabled=progress)
     errors_path = output + ".errors.jsonl" if on_error == "skip" else None
-    try:
-        if errors_path is not None:
-            scored = scored.persist()
-            scored.where(F.col(ERROR_COLUMN).isNotNull()).select(*keep, ERROR_COLUMN).write.mode("overwrite").json(
-                errors_path)
-            scored = scored.where(F.col(ERROR_COLUMN).isNull()).drop(ERROR_COLUMN)
-        writer = scored.write.mode("overwrite")
-        writer.parquet(output) if out_fmt == "parquet" else writer.json(output)
-        written = spark.read.parquet(output) if out_fmt == "parquet" else spark.read.json(output)
-        rows_out = written.count()
-    except Exception as e:
-        err = _spark_error(e)
-        if err is not None:
-            raise err from None
-        raise
-    errors = rows_in - rows_out if errors_path else (
-        written.where(F.col(ERROR_COLUMN).isNotNull()).count()
-        if on_error == "null" and ERROR_COLUMN in written.columns else 0)  # (JSON leaves out null fields)
+    with _polling(bar, counter):
+        try:
+            rows_out, errors = _write(spark, scored, output, out_fmt, errors_path, keep, on_error, rows_in)
+        except Exception as e:
+            err = _spark_error(e)
+            if err is not None:
+                raise err from None
+            raise
     summary = ScoreSummary(rows_in, rows_out, errors, time.perf_counter() - start, output,
                            errors_path if errors else None)
-    if progress:
-        print(summary.line(f"spark {spark.sparkContext.master}"), file=sys.stderr)
+    bar.finish(summary.line(f"spark {spark.sparkContext.master}"))
     return summary
+
+
+def _write(spark: Any, scored: Any, output: str, out_fmt: str, errors_path: str | None, keep: Sequence[str],
+           on_error: str, rows_in: int) -> tuple[int, int]:
+    """Write the scored rows (and, for ``skip``, the bad ones to ``errors_path``); (rows written, bad rows)."""
+    from pyspark.sql import functions as F
+
+    if errors_path is not None:
+        scored = scored.persist()
+        scored.where(F.col(ERROR_COLUMN).isNotNull()).select(*keep, ERROR_COLUMN).write.mode("overwrite").json(
+            errors_path)
+        scored = scored.where(F.col(ERROR_COLUMN).isNull()).drop(ERROR_COLUMN)
+    writer = scored.write.mode("overwrite")
+    writer.parquet(output) if out_fmt == "parquet" else writer.json(output)
+    written = spark.read.parquet(output) if out_fmt == "parquet" else spark.read.json(output)
+    rows_out = written.count()
+    if errors_path is not None:
+        return rows_out, rows_in - rows_out
+    if on_error == "null" and ERROR_COLUMN in written.columns:  # (JSON leaves out null fields)
+        return rows_out, written.where(F.col(ERROR_COLUMN).isNotNull()).count()
+    return rows_out, 0
+
+
+@contextlib.contextmanager
+def _polling(bar: Progress, counter: Any, every: float = 0.5) -> Iterator[None]:
+    """Feed ``bar`` from the accumulator while the job runs (Spark merges it as tasks finish)."""
+    stop = threading.Event()
+
+    def poll() -> None:
+        last = 0
+        while not stop.wait(every):
+            value = min(int(counter.value), bar.total or int(counter.value))
+            bar.update(value - last)
+            last = value
+
+    thread = threading.Thread(target=poll, name="onnxpipe-spark-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _spread(spark: Any, input: str) -> None:

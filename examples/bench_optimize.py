@@ -62,24 +62,6 @@ def _optimize_minilm(tmp: Path) -> tuple[Path, Path, Any, float]:
     return fused, auto, report, seconds
 
 
-def _eager_runner():  # noqa: ANN202
-    import torch
-
-    from examples import minilm
-
-    tok, model = minilm.hf_tokenizer(), minilm.load_model()
-
-    def run(texts: list[str]) -> np.ndarray:
-        with torch.inference_mode():
-            enc = tok(texts, padding=True, truncation=True, max_length=minilm.MAX_LENGTH, return_tensors="pt")
-            hidden = model(**enc).last_hidden_state
-            mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-            pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-            return torch.nn.functional.normalize(pooled, p=2, dim=1).numpy()
-
-    return run
-
-
 def _measure_minilm(files: dict[str, Path], batches: dict[int, int]) -> list[dict[str, Any]]:
     import torch
 
@@ -87,6 +69,8 @@ def _measure_minilm(files: dict[str, Path], batches: dict[int, int]) -> list[dic
 
     torch.set_num_threads(1)
     torch.set_num_interop_threads(1)
+    from examples.bench import _eager_runner
+
     eager = _eager_runner()
     corpus = list(_texts(600, 7))
     pipes = {k: Pipeline.load(p, threads=1) for k, p in files.items()}

@@ -279,3 +279,16 @@ def set_dim_names(vi: onnx.ValueInfoProto, axes: Mapping[int, str]) -> None:
         if axis < len(dims):
             dims[axis].Clear()
             dims[axis].dim_param = name
+
+
+def with_metadata(model: onnx.ModelProto, entries: Mapping[str, str | None]) -> onnx.ModelProto:
+    """A copy of ``model`` whose metadata is exactly ``entries`` in order (a None value is left out)."""
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    del m.metadata_props[:]
+    for key, value in entries.items():
+        if value is not None:
+            entry = m.metadata_props.add()
+            entry.key = key
+            entry.value = value
+    return m

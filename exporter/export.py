@@ -379,16 +379,8 @@ def _embedded_vectors(segments: Sequence[_segments.Segment], inputs: Mapping[str
 
 
 def _write(model: onnx.ModelProto, manifest: Mapping[str, Any], path: Path, vectors: str | None) -> None:
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    del m.metadata_props[:]
-    entry = m.metadata_props.add()
-    entry.key = MANIFEST_KEY
-    entry.value = json.dumps(manifest, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    if vectors is not None:
-        entry = m.metadata_props.add()
-        entry.key = VECTORS_KEY
-        entry.value = vectors
+    text = json.dumps(manifest, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    m = _graph.with_metadata(model, {MANIFEST_KEY: text, VECTORS_KEY: vectors})
     m.producer_version = __version__
     try:
         onnx.checker.check_model(m)

@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import onnx
 
+from onnxpipe._graph import with_metadata
 from onnxpipe.errors import GateError, OptimizeError
 from onnxpipe._optimize import _fusion, _quantize, _stage
 from onnxpipe._optimize._gate import Gate, evaluate, margin, parse_gate, passes
@@ -322,17 +323,8 @@ def _write_atomic(model: onnx.ModelProto, path: Path) -> None:
 
 
 def _with_metadata(model: onnx.ModelProto, manifest: Mapping[str, Any], vectors: str | None) -> onnx.ModelProto:
-    m = onnx.ModelProto()
-    m.CopyFrom(model)
-    del m.metadata_props[:]
-    e = m.metadata_props.add()
-    e.key = MANIFEST_KEY
-    e.value = json.dumps(manifest, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    if vectors is not None:
-        e = m.metadata_props.add()
-        e.key = VECTORS_KEY
-        e.value = vectors
-    return m
+    text = json.dumps(manifest, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return with_metadata(model, {MANIFEST_KEY: text, VECTORS_KEY: vectors})
 
 
 def _refresh_vectors(text: str | None, path: Path, threads: int) -> str | None:

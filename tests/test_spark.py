@@ -166,3 +166,22 @@ def test_spark_bad_rows_fail_or_null(spark, tmp_path):
     summary = score_with_spark(DIGITS, path, tmp_path / "s.parquet", keep=["id"], on_error="skip", progress=False)
     assert (summary.rows_in, summary.rows_out, summary.errors) == (40, 38, 2)
     assert sorted(pq.read_table(tmp_path / "s.parquet")["id"].to_pylist()) == [i for i in range(40) if i not in (5, 31)]
+
+
+def test_spark_reads_json_lines_with_base64_images(spark, tmp_path):
+    import base64
+
+    from onnxpipe_runtime.spark import score_with_spark
+
+    table = digits_table(60, seed=14)
+    with open(tmp_path / "in.jsonl", "w") as f:
+        for row in table.to_pylist():
+            f.write(json.dumps({"id": row["id"], "image": base64.b64encode(row["image"]).decode()}) + "\n")
+    score_with_spark(DIGITS, tmp_path / "in.jsonl", tmp_path / "spark.jsonl", keep=["id"], progress=False)
+    score_file(DIGITS, tmp_path / "in.jsonl", tmp_path / "local.jsonl", keep=["id"], progress=False)
+    spark_rows = sorted((json.loads(s) for f in sorted((tmp_path / "spark.jsonl").glob("part-*"))
+                         for s in f.read_text().splitlines()), key=lambda r: r["id"])
+    local_rows = [json.loads(s) for s in (tmp_path / "local.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in spark_rows] == list(range(60))
+    assert [r["label"] for r in spark_rows] == [r["label"] for r in local_rows]
+    assert np.allclose([r["score"] for r in spark_rows], [r["score"] for r in local_rows], atol=1e-6)

@@ -63,10 +63,10 @@ def test_thresholds_are_run_time_inputs(ssd):
     res, model = ssd
     img = images(2, 150, 100, seed=7)
     with Pipeline.load(res.path) as pipe:
-        got = pipe.run(images=img, score_threshold=np.float64(0.3), iou_threshold=0.2)["detections"]
+        got = pipe.run(images=img, score_threshold=np.float64(0.7), iou_threshold=0.2)["detections"]
         with pytest.raises(InputError, match="score_threshold"):
             pipe.run(images=img, score_threshold=1.5)
-    want = _torchvision_table(model, img, score=0.3, iou=0.2)
+    want = _torchvision_table(model, img, score=0.7, iou=0.2)
     assert 0 < len(got) < len(_torchvision_table(model, img, score=tv_detector.SCORE_THRESHOLD, iou=0.55))
     np.testing.assert_allclose(_canonical(got), _canonical(want), atol=0.1, rtol=1e-3)
 

@@ -185,3 +185,13 @@ def test_spark_reads_json_lines_with_base64_images(spark, tmp_path):
     assert [r["id"] for r in spark_rows] == list(range(60))
     assert [r["label"] for r in spark_rows] == [r["label"] for r in local_rows]
     assert np.allclose([r["score"] for r in spark_rows], [r["score"] for r in local_rows], atol=1e-6)
+
+
+def test_threads_follow_the_task_cpus_not_the_host(spark, monkeypatch):
+    from onnxpipe_runtime.spark import task_threads
+
+    monkeypatch.delenv("ONNXPIPE_THREADS", raising=False)
+
+    # local[2] with spark.task.cpus = 1: one ONNX Runtime thread per task, two tasks at a time
+    assert spark.sparkContext.parallelize(range(4), 2).map(lambda _: task_threads()).collect() == [1, 1, 1, 1]
+    assert task_threads() == 1  # outside a task (the driver): one

@@ -12,11 +12,13 @@ Input: ``uint8 [N, C, H, W]`` (torchvision's layout), any N, H, W. Supported (do
   side, or ``(h, w)``), ``CenterCrop``, ``Normalize``, ``ConvertImageDtype(float32)``,
   ``v2.ToDtype(float32, scale=True)``, ``v2.ToImage`` / ``v2.ToPureTensor`` (no-ops on tensors).
 
-The antialiased resize reproduces torch's CPU kernel (``_upsample_bilinear2d_aa``): its float32 weights term by
-term (scale, support, center, window and the normalisation by a running sum), the separable passes (width,
-then height) and its accumulation order, each multiply-add fused as the AVX2 build does (emulated in float64:
-the product is exact, one rounding of the sum). On uint8 input the v1 functional path rounds half to even back
-to uint8, as torchvision does. A ``CenterCrop`` right after a ``Resize`` is folded into it: only the kept
+The antialiased resize reproduces torch's CPU kernels (``_upsample_bilinear2d_aa``). v1 on uint8 (and any
+float input): the float32 weights term by term (scale, support, center, window and the normalisation by a
+running sum), the separable passes (width, then height) and its accumulation order, each multiply-add fused as
+the AVX2 build does (emulated in float64: the product is exact, one rounding of the sum), then (uint8) rounded
+half to even, as torchvision does. v2 on uint8: torch's fixed-point uint8 kernel (what v2 calls on AVX2,
+AVX512 and arm64 CPUs): float64 weights scaled to int16 at the axis' precision, integer sums, ``+ 2^(p-1) >> p``,
+clamped to uint8 after each pass; exact in integers. A ``CenterCrop`` right after a ``Resize`` is folded into it: only the kept
 output pixels are computed (identical values; a 1x700 image resized to 256 x 179200 never exists in memory).
 """
 
@@ -39,7 +41,8 @@ __all__ = ["SUPPORTED", "TorchvisionTransform", "is_torchvision_transform", "tra
 #: what translate() accepts, by class name (the error for anything else lists these)
 SUPPORTED = (
     "ImageClassification (preset)", "SemanticSegmentation (preset)", "ObjectDetection (preset)",
-    "Compose / v2.Compose", "Resize (bilinear, antialias=True; int or (h, w); no max_size)", "CenterCrop",
+    "Compose / v2.Compose", "Resize (bilinear, antialias=True; int or (h, w); no max_size; v1 and v2, uint8 or float)",
+    "CenterCrop",
     "Normalize", "ConvertImageDtype(torch.float32)", "v2.ToDtype(torch.float32, scale=True)",
     "v2.ToImage", "v2.ToPureTensor",
 )
@@ -164,6 +167,82 @@ def _resize_axis(g: _Builder, x: str, axis: int, out_size: str, index: str) -> s
     return out
 
 
+def _aa_weights_int16(g: _Builder, in_size: str, out_size: str) -> tuple[str, str, str, str]:
+    """Weights of torch's uint8 antialiased bilinear kernel (``_compute_index_ranges_int16_weights``) for every
+    output position: computed in float64, normalised, then scaled to integers at the largest precision
+    (< 22 bits) where the axis' largest weight still fits int16. Returns ``(xmin [out], w [out, K] int64,
+    K [1], precision [] int64)``."""
+    d, i = TensorProto.DOUBLE, TensorProto.INT64
+    scale = g.op("Div", g.op("Cast", in_size, to=d), g.op("Cast", out_size, to=d), hint="scale64")
+    up = g.op("Less", scale, g.f64(1.0))
+    support = g.op("Where", up, g.f64(1.0), scale)
+    invscale = g.op("Where", up, g.f64(1.0), g.op("Div", g.f64(1.0), scale))
+    k = g.op("Add", g.op("Mul", g.op("Cast", g.op("Ceil", support), to=i), g.i64(2)), g.i64(1), hint="K")
+    index = g.op("Range", g.i64(0), out_size, g.i64(1))
+    center = g.op("Mul", scale, g.op("Add", g.op("Cast", index, to=d), g.f64(0.5)))
+    xmin = g.op("Max", g.op("Cast", g.op("Add", g.op("Sub", center, support), g.f64(0.5)), to=i), g.i64(0))
+    xmax = g.op("Min", g.op("Cast", g.op("Add", g.op("Add", center, support), g.f64(0.5)), to=i), in_size)
+    xsize = g.op("Max", g.op("Min", g.op("Sub", xmax, xmin), k), g.i64(0))
+    j = g.op("Range", g.i64(0), k, g.i64(1))
+    jrow = g.op("Unsqueeze", j, g.i64([0]))
+    pos = g.op("Cast", g.op("Add", jrow, g.op("Unsqueeze", xmin, g.i64([1]))), to=d)
+    x = g.op("Abs", g.op("Mul", g.op("Add", g.op("Sub", pos, g.op("Unsqueeze", center, g.i64([1]))), g.f64(0.5)),
+                         invscale))
+    w = g.op("Where", g.op("Less", x, g.f64(1.0)), g.op("Sub", g.f64(1.0), x), g.f64(0.0))
+    w = g.op("Where", g.op("Less", jrow, g.op("Unsqueeze", xsize, g.i64([1]))), w, g.f64(0.0))
+    total = g.op("Gather", g.op("CumSum", w, g.i64(1)), g.op("Sub", k, g.i64(1)), axis=1)
+    nonzero = g.op("Not", g.op("Equal", total, g.f64(0.0)))
+    w = g.op("Where", g.op("Unsqueeze", nonzero, g.i64([1])),
+             g.op("Div", w, g.op("Unsqueeze", g.op("Where", nonzero, total, g.f64(1.0)), g.i64([1]))), w)
+    # precision: the first p in 0..21 with int(0.5 + wmax * 2^(p + 1)) >= 2^15, else 22
+    wmax = g.op("ReduceMax", g.op("Reshape", w, g.i64([-1])), keepdims=0)
+    powers = g.const([2.0 ** (p + 1) for p in range(22)] + [2.0 ** 40], np.float64, "powers")
+    big = g.op("GreaterOrEqual", g.op("Cast", g.op("Add", g.op("Mul", wmax, powers), g.f64(0.5)), to=i),
+               g.i64(1 << 15))
+    precision = g.op("ArgMax", g.op("Cast", big, to=i), axis=0, keepdims=0, hint="precision")
+    w16 = g.op("Cast", g.op("Add", g.f64(0.5), g.op("Mul", w, g.op("Cast", g.op("Pow", g.f64(2.0),
+                                                                          g.op("Cast", precision, to=d)), to=d))),
+               to=i, hint="w16")
+    return xmin, w16, g.op("Reshape", k, g.i64([1])), precision
+
+
+def _resize_axis_uint8(g: _Builder, x: str, axis: int, out_size: str, index: str) -> str:
+    """One pass of torch's uint8 kernel at output positions ``index``: integer multiply-adds, ``+ 2^(p-1)``,
+    ``>> p``, clamped to [0, 255]. ``x`` holds uint8 values (in float32); so does the result."""
+    i = TensorProto.INT64
+    in_size = g.op("Gather", g.op("Shape", x), g.i64(axis))
+    xmin_all, w_all, k, precision = _aa_weights_int16(g, in_size, out_size)
+    xmin = g.op("Gather", xmin_all, index, axis=0)
+    w = g.op("Gather", w_all, index, axis=0)
+    last = g.op("Sub", in_size, g.i64(1))
+    xi = g.op("Cast", x, to=i)
+    wshape = g.i64([-1] if axis == 3 else [-1, 1])
+
+    body = _Builder(prefix=g.name("body"))
+    jj, cond, acc = body.name("j"), body.name("cond"), body.name("acc")
+    idx = body.op("Min", body.op("Add", xmin, jj), last)
+    taps = body.op("Gather", xi, idx, axis=axis)
+    wj = body.op("Reshape", body.op("Gather", w, jj, axis=1), wshape)
+    new_acc = body.op("Add", acc, body.op("Mul", taps, wj))
+    cond_out = body.op("Identity", cond)
+    graph = helper.make_graph(
+        body.nodes, body.prefix,
+        [helper.make_tensor_value_info(jj, i, []), helper.make_tensor_value_info(cond, TensorProto.BOOL, []),
+         helper.make_tensor_value_info(acc, i, None)],
+        [helper.make_tensor_value_info(cond_out, TensorProto.BOOL, []), helper.make_tensor_value_info(new_acc, i, None)],
+        initializer=body.initializers,
+    )
+    shape = g.op("Shape", x)
+    out_shape = g.op("Concat", g.op("Slice", shape, g.i64([0]), g.i64([axis])), g.op("Shape", index),
+                     g.op("Slice", shape, g.i64([axis + 1]), g.i64([4])), axis=0)
+    half = g.op("Div", g.op("Pow", g.i64(2), precision), g.i64(2))  # 2^(p-1); 0 when p = 0
+    start = g.op("Expand", half, out_shape)
+    out = g.name("resized_u8")
+    g.nodes.append(helper.make_node("Loop", [g.op("Reshape", k, g.i64([])), "", start], [out], name=out, body=graph))
+    shifted = g.op("Div", out, g.op("Pow", g.i64(2), precision))  # >> p (non-negative: division floors)
+    return g.op("Cast", g.op("Clip", shifted, g.i64(0), g.i64(255)), to=TensorProto.FLOAT)
+
+
 def _output_size(g: _Builder, h: str, w: str, size: Sequence[int]) -> tuple[str, str]:
     """torchvision's ``_compute_resized_output_size`` without max_size, in int64 graph arithmetic."""
     if len(size) == 2:
@@ -211,12 +290,7 @@ Step = Callable[[_Builder, _State], None]
 
 def _resize_step(size: Sequence[int], crop: Sequence[int] | None, v2: bool) -> Step:
     def run(g: _Builder, st: _State) -> None:
-        if v2 and st.uint8:
-            raise ExportError(
-                "torchvision v2.Resize on uint8 images uses torch's fixed-point uint8 kernel, which onnxpipe does "
-                "not reproduce yet; put v2.ToDtype(torch.float32, scale=True) before v2.Resize, or use the v1 "
-                f"transforms. Supported: {', '.join(SUPPORTED)}"
-            )
+        fixed_point = v2 and st.uint8  # v2 on uint8: torch's own uint8 kernel (AVX2 / AVX512 / arm64 builds)
         shape = g.op("Shape", st.name)
         h = g.op("Gather", shape, g.i64(2))
         w = g.op("Gather", shape, g.i64(3))
@@ -231,8 +305,8 @@ def _resize_step(size: Sequence[int], crop: Sequence[int] | None, v2: bool) -> S
         for axis, out in ((3, out_w), (2, out_h)):  # torch: the contiguous (width) axis first
             idx, valid = index[axis]
             clamped = g.op("Min", g.op("Max", idx, g.i64(0)), g.op("Sub", out, g.i64(1)))
-            x = _resize_axis(g, x, axis, out, clamped)
-        if st.uint8:
+            x = (_resize_axis_uint8 if fixed_point else _resize_axis)(g, x, axis, out, clamped)
+        if st.uint8 and not fixed_point:
             x = g.op("Round", x)  # torchvision: round (half to even) before the cast back to uint8
         for axis in (3, 2):
             valid = index[axis][1]

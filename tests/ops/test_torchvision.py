@@ -82,6 +82,10 @@ def test_preset_manifest_and_batch(preset_file):
         v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Resize(96), v2.CenterCrop(80),
         v2.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])),
     ("v2_crop_only", v2.Compose([v2.CenterCrop(40), v2.ToDtype(torch.float32, scale=True)])),
+    ("v2_compose_uint8", v2.Compose([  # torch's fixed-point uint8 kernel
+        v2.Resize(100), v2.CenterCrop((96, 80)), v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])),
+    ("v2_uint8_out", v2.Compose([v2.Resize((45, 70))])),
     ("segmentation_preset", torchvision.models.segmentation.LRASPP_MobileNet_V3_Large_Weights
      .COCO_WITH_VOC_LABELS_V1.transforms(resize_size=64)),
     ("detection_preset", torchvision.models.detection.SSDLite320_MobileNet_V3_Large_Weights.COCO_V1.transforms()),
@@ -100,7 +104,6 @@ def test_compose_and_other_presets_are_bit_exact(tmp_path, name, transform):
                                      torchvision.transforms.ConvertImageDtype(torch.float32)]), "RandomHorizontalFlip"),
     (torchvision.transforms.Resize(64, interpolation=torchvision.transforms.InterpolationMode.NEAREST), "Resize"),
     (torchvision.transforms.Resize(64, antialias=False), "Resize"),
-    (v2.Compose([v2.Resize(64), v2.ToDtype(torch.float32, scale=True)]), "Resize on uint8"),
     (torchvision.transforms.Grayscale(), "Grayscale"),
 ])
 def test_untranslatable_transform_is_named_with_the_supported_list(tmp_path, transform, named):
@@ -109,8 +112,23 @@ def test_untranslatable_transform_is_named_with_the_supported_list(tmp_path, tra
     msg = str(info.value)
     assert named in msg and "supported" in msg.lower()
     assert not (tmp_path / "bad.onnx").exists()
-    if "Resize on uint8" not in named:
-        assert all(s in msg for s in SUPPORTED)
+    assert all(s in msg for s in SUPPORTED)
+
+
+V2_PRESET_LIKE = v2.Compose([v2.Resize(256), v2.CenterCrop(224), v2.ToDtype(torch.float32, scale=True),
+                             v2.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])])
+
+
+@pytest.fixture(scope="module")
+def v2_file(tmp_path_factory):
+    return _export(V2_PRESET_LIKE, tmp_path_factory.mktemp("tv2"), "v2").path
+
+
+@pytest.mark.parametrize("size", SIZES, ids=[f"{h}x{w}" for h, w in SIZES])
+def test_v2_compose_on_uint8_is_bit_exact_at_every_size(v2_file, size):
+    img = _images(*size, seed=3)
+    with Pipeline.load(v2_file) as pipe:
+        np.testing.assert_array_equal(pipe.run(images=img)["output"], V2_PRESET_LIKE(torch.from_numpy(img)).numpy())
 
 
 def test_resnet18_with_its_preset_gives_identical_top5(tmp_path):

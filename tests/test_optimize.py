@@ -284,6 +284,15 @@ def test_attention_fusion_on_hugging_face_bert_from_both_exporters(exporter, att
         with torch.no_grad():
             eager = bert(input_ids=torch.from_numpy(feed_ids), attention_mask=torch.from_numpy(feed_mask))
         np.testing.assert_allclose(got[keep], eager.last_hidden_state.numpy()[keep], atol=5e-5, rtol=1e-4)
+    if exporter == "dynamo" and attention == "sdpa":
+        # this pipeline returns every position, padding included: removing padding would change its outputs,
+        # so optimize must refuse it (and keep the fusions)
+        cases = [{"ids": rng.integers(1, 120, (3, 9)),
+                  "mask": (np.arange(9)[None, :] < np.array([[9], [4], [2]])).astype(np.int64)}]
+        report = onnxpipe.optimize(path, validation=cases, candidates=["fp32-fused"], include_fp32=False,
+                                   path_out=tmp_path / "bert.opt.onnx", runs=2, threads=1)
+        fused_row = report.candidate("fp32-fused")
+        assert fused_row.fusions.get("Attention") == 2 and "packed" not in fused_row.fusions, fused_row.fusions
 
 
 def _minilm_file() -> Path:
@@ -294,11 +303,28 @@ def _minilm_file() -> Path:
 
 
 @pytest.mark.slow
-def test_minilm_dynamo_graph_fuses_every_attention_block():
+def test_minilm_dynamo_graph_fuses_every_attention_block_and_drops_padding():
+    import onnxruntime as ort
+
     stage = _stage.extract(onnx.load(str(_minilm_file())))
     fused, counts = _fusion.transformer_fusions(stage.model)
     assert counts == {"Attention": 6, "BiasGelu": 6, "SkipLayerNormalization": 12}, counts
     assert not any(n.op_type in ("IsNaN", "Softmax") for n in fused.graph.node)
+    packed = onnx.ModelProto()
+    packed.CopyFrom(fused)
+    assert _fusion.pack_tokens(packed) == 36  # per layer: 2 SkipLayerNorm, 3 MatMul, 1 BiasGelu
+    a = ort.InferenceSession(fused.SerializeToString(), providers=["CPUExecutionProvider"])
+    b = ort.InferenceSession(packed.SerializeToString(), providers=["CPUExecutionProvider"])
+    rng = np.random.default_rng(3)
+    for batch, seq in ((1, 7), (5, 19), (0, 4)):
+        mask = (np.arange(seq)[None, :] < rng.integers(1, seq + 1, (batch, 1))).astype(np.int64)
+        ids = rng.integers(1000, 20000, (batch, seq)) * mask
+        feed = {"pre/input_ids": ids, "pre/token_type_ids": np.zeros_like(ids), "pre/attention_mask": mask}
+        want, got = a.run(None, feed)[0], b.run(None, feed)[0]
+        keep = mask.astype(bool)
+        assert got.shape == want.shape
+        np.testing.assert_allclose(got[keep], want[keep], atol=1e-5)
+        assert not got[~keep].any()  # padded positions: zeros
 
 
 # -- portable integer graphs ---------------------------------------------------------------------------------

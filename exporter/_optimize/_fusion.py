@@ -1,4 +1,4 @@
-"""Graph-level optimization of the model stage: transformer fusions, then ONNX Runtime's portable rewrites.
+"""Graph-level optimization of the model stage: transformer fusions, ONNX Runtime's rewrites, padding removal.
 
 Why our own attention fusion: ``torch.onnx``'s dynamo exporter decomposes ``scaled_dot_product_attention``
 as ``Mul(Q, √s) @ Mul(Kᵀ, √s) + Where(mask, 0, -inf) -> Softmax -> Where(IsNaN, 0, ·) @ V``, with Kᵀ written as
@@ -346,8 +346,14 @@ FUSED_OPS = ("Attention", "MultiHeadAttention", "SkipLayerNormalization", "BiasG
 
 
 def fused_counts(model: onnx.ModelProto) -> dict[str, int]:
+    """Fused op types and their counts; ``packed`` = token-wise nodes that run without padding."""
     c = Counter(n.op_type for n in model.graph.node if n.domain == MS_DOMAIN or n.op_type in FUSED_OPS)
-    return {k: c[k] for k in sorted(c)}
+    out = {k: c[k] for k in sorted(c)}
+    packed = sum(1 for n in model.graph.node if any(o.endswith("/packed") and not o.startswith("model/packed/")
+                                                    for o in n.output))
+    if packed:
+        out["packed"] = packed
+    return out
 
 
 def ort_offline(model: onnx.ModelProto, level: str = "basic") -> onnx.ModelProto:
@@ -367,3 +373,136 @@ def ort_offline(model: onnx.ModelProto, level: str = "basic") -> onnx.ModelProto
         ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
         result = onnx.load(str(out))
     return result
+
+
+# -- padding removal ------------------------------------------------------------------------------------------
+#: ops that act on each token alone (so they can run on the valid tokens only): op -> which inputs carry tokens
+_TOKENWISE = {"MatMul": (0,), "BiasGelu": (0,), "FastGelu": (0,), "Gelu": (0,), "SkipLayerNormalization": (0, 1),
+              "LayerNormalization": (0,)}
+
+
+def pack_tokens(model: onnx.ModelProto) -> int:
+    """Run the token-wise layers between attention blocks (projections, feed-forward, GELU, layer norms) on the
+    valid tokens only, in place; returns how many nodes now run packed.
+
+    A padded batch [B, S, H] wastes the padding's share of every token-wise matmul (a third to a half for batches
+    of sentences of unequal length). After each ``Attention`` node the valid tokens are gathered into [T, H]
+    (T = number of 1s in the padding mask); they are scattered back, zeros elsewhere, only where a full tensor is
+    needed: the next attention's input and the stage's outputs. Padded positions of the stage's outputs become 0
+    (a mask-aware post stage ignores them; the caller checks the pipeline's outputs are unchanged)."""
+    g = model.graph
+    idx = _Index(g)
+    attentions = [n for n in g.node if n.op_type == "Attention" and n.domain == MS_DOMAIN and len(n.input) >= 4]
+    masks = {n.input[3] for n in attentions}
+    if not attentions or len(masks) != 1:
+        return 0
+    cast = idx.node(next(iter(masks)), "Cast")
+    if cast is None:
+        return 0
+    source = cast.input[0]  # the [B, S] padding mask the attention blocks read
+    attention_io = {n.input[0] for n in attentions} | {n.output[0] for n in attentions}
+
+    def tokenwise(n: onnx.NodeProto) -> tuple[int, ...] | None:
+        if n.op_type not in _TOKENWISE or n.domain not in ("", MS_DOMAIN):
+            return None
+        if n.op_type == "MatMul":
+            w = idx.const(n.input[1])
+            return (0,) if w is not None and w.ndim == 2 else None
+        if n.op_type == "LayerNormalization" and next((a.i for a in n.attribute if a.name == "axis"), -1) != -1:
+            return None
+        if n.op_type == "SkipLayerNormalization" and any(o for o in n.output[1:]):
+            return None
+        slots = _TOKENWISE[n.op_type]
+        others = [i for k, i in enumerate(n.input) if k not in slots and i]
+        return slots if all(idx.const(i) is not None for i in others) else None
+
+    pre = "model/packed"
+    new: list[onnx.NodeProto] = [
+        helper.make_node("Reshape", [source, f"{pre}/minus_one"], [f"{pre}/mask_flat"], name=f"{pre}/mask_flat"),
+        helper.make_node("Cast", [f"{pre}/mask_flat"], [f"{pre}/mask_bool"], name=f"{pre}/mask_bool",
+                         to=onnx.TensorProto.BOOL),
+        helper.make_node("NonZero", [f"{pre}/mask_bool"], [f"{pre}/nonzero"], name=f"{pre}/nonzero"),
+        helper.make_node("Reshape", [f"{pre}/nonzero", f"{pre}/minus_one"], [f"{pre}/index"], name=f"{pre}/index"),
+        helper.make_node("Transpose", [f"{pre}/nonzero"], [f"{pre}/index2"], name=f"{pre}/index2", perm=[1, 0]),
+        helper.make_node("Shape", [source], [f"{pre}/bs"], name=f"{pre}/bs"),
+        helper.make_node("ReduceProd", [f"{pre}/bs"], [f"{pre}/rows"], name=f"{pre}/rows", keepdims=1),
+    ]
+    g.initializer.extend([numpy_helper.from_array(np.array([-1], np.int64), f"{pre}/minus_one"),
+                          numpy_helper.from_array(np.array([1], np.int64), f"{pre}/one"),
+                          numpy_helper.from_array(np.array([2], np.int64), f"{pre}/two"),
+                          numpy_helper.from_array(np.array([3], np.int64), f"{pre}/three")])
+    packed: dict[str, str] = {}  # full name -> packed name
+    full_again: dict[str, str] = {}  # full name whose producer now writes packed -> name of its unpacked copy
+    converted: set[str] = set()  # outputs (full names) of nodes that now run packed
+    counter = [0]
+
+    def pack(name: str) -> str:
+        if name not in packed:
+            k = counter[0] = counter[0] + 1
+            p = f"{pre}/{k}"
+            new.extend([
+                helper.make_node("Shape", [name], [f"{p}/shape"], name=f"{p}/shape"),
+                helper.make_node("Slice", [f"{p}/shape", f"{pre}/two", f"{pre}/three"], [f"{p}/width"],
+                                 name=f"{p}/width"),
+                helper.make_node("Concat", [f"{pre}/minus_one", f"{p}/width"], [f"{p}/2d"], name=f"{p}/2d", axis=0),
+                helper.make_node("Reshape", [name, f"{p}/2d"], [f"{p}/flat"], name=f"{p}/flat"),
+                helper.make_node("Gather", [f"{p}/flat", f"{pre}/index"], [f"{p}/packed"], name=f"{p}/gather",
+                                 axis=0),
+            ])
+            packed[name] = f"{p}/packed"
+        return packed[name]
+
+    def unpack(name: str) -> str:
+        """The full [B, S, W] tensor for a value that is only held packed (zeros at padded positions)."""
+        if name not in full_again:
+            k = counter[0] = counter[0] + 1
+            p = f"{pre}/{k}"
+            src = packed[name]
+            new.extend([
+                helper.make_node("Shape", [src], [f"{p}/shape"], name=f"{p}/shape"),
+                helper.make_node("Slice", [f"{p}/shape", f"{pre}/one", f"{pre}/two"], [f"{p}/width"],
+                                 name=f"{p}/width"),
+                helper.make_node("Concat", [f"{pre}/rows", f"{p}/width"], [f"{p}/2d"], name=f"{p}/2d", axis=0),
+                helper.make_node("ConstantOfShape", [f"{p}/2d"], [f"{p}/zeros"], name=f"{p}/zeros",
+                                 value=numpy_helper.from_array(np.zeros(1, np.float32))),
+                helper.make_node("ScatterND", [f"{p}/zeros", f"{pre}/index2", src], [f"{p}/flat"],
+                                 name=f"{p}/scatter"),
+                helper.make_node("Concat", [f"{pre}/bs", f"{p}/width"], [f"{p}/3d"], name=f"{p}/3d", axis=0),
+                helper.make_node("Reshape", [f"{p}/flat", f"{p}/3d"], [name], name=f"{p}/reshape"),
+            ])
+            full_again[name] = name
+        return name
+
+    nodes = list(g.node)
+    first = next(i for i, n in enumerate(nodes) if n is attentions[0] or n == attentions[0])
+    out_nodes = nodes[:first]
+    n_packed = 0
+    for n in nodes[first:]:
+        slots = tokenwise(n)
+        token_inputs = [n.input[k] for k in slots] if slots is not None else []
+        ok = slots is not None and all(i in packed or i in attention_io for i in token_inputs)
+        if ok:
+            node = onnx.NodeProto()
+            node.CopyFrom(n)
+            for k in slots or ():
+                node.input[k] = pack(node.input[k]) if node.input[k] not in packed else packed[node.input[k]]
+            full_out = node.output[0]
+            packed[full_out] = f"{full_out}/packed"
+            node.output[0] = packed[full_out]
+            converted.add(full_out)
+            new.append(node)
+            n_packed += 1
+            continue
+        for i in n.input:  # a consumer that needs the full tensor of a value now held packed
+            if i in converted:
+                unpack(i)
+        new.append(n)
+    for vi in g.output:
+        if vi.name in converted:
+            unpack(vi.name)
+    if n_packed == 0:
+        return 0
+    del g.node[:]
+    g.node.extend(_topological(out_nodes + new, g))
+    remove_dead(model)
+    return n_packed

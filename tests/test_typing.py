@@ -15,7 +15,7 @@ def run_mypy(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 def test_sdk_is_mypy_clean():
-    res = run_mypy(*sorted(str(p) for p in (ROOT / "exporter").glob("*.py")), cwd=ROOT)
+    res = run_mypy(*sorted(str(p) for p in (ROOT / "exporter").rglob("*.py")), cwd=ROOT)
     assert res.returncode == 0, res.stdout + res.stderr
 
 

@@ -15,11 +15,8 @@ original on the validation inputs) before it is kept.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from collections import Counter
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import onnx
@@ -113,9 +110,8 @@ def _scaled(idx: _Index, name: str) -> tuple[str, float]:
         n = idx.node(name, op)
         if n is None:
             continue
-        for a, b in ((n.input[0], n.input[1]), (n.input[1], n.input[0]) if op == "Mul" else (None, None)):
-            if a is None:
-                continue
+        pairs = [(n.input[0], n.input[1])] + ([(n.input[1], n.input[0])] if op == "Mul" else [])
+        for a, b in pairs:  # Div's constant must be the divisor
             c = _scalar(idx, b)
             if c is not None and c != 0:
                 return a, (c if op == "Mul" else 1.0 / c)
@@ -178,7 +174,9 @@ def fuse_sdpa_attention(model: onnx.ModelProto) -> int:
                 if idx.node(s_name, "MatMul") is not None or idx.node(s_name, "Div") is not None or \
                         idx.node(s_name, "Mul") is not None:
                     w = idx.node(m_name, "Where")
-                    zero, low = (idx.const(w.input[1]), idx.const(w.input[2])) if w is not None else (None, None)
+                    if w is None:
+                        continue
+                    zero, low = idx.const(w.input[1]), idx.const(w.input[2])
                     if zero is None or low is None or np.any(zero != 0) or np.any(low > -1e4):
                         continue
                     mask_input = _mask_source(idx, w.input[0])
@@ -354,25 +352,6 @@ def fused_counts(model: onnx.ModelProto) -> dict[str, int]:
     if packed:
         out["packed"] = packed
     return out
-
-
-def ort_offline(model: onnx.ModelProto, level: str = "basic") -> onnx.ModelProto:
-    """What ONNX Runtime's own graph optimizer does at ``level`` ("basic": constant folding, redundant node
-    elimination — portable to every execution provider; "extended": plus contrib-op fusions for the CPU), saved
-    as a model. The layout-specific "all" level is never written to a file (it ties the file to this CPU)."""
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.graph_optimization_level = {"basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-                                   "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED}[level]
-    so.log_severity_level = 3
-    so.intra_op_num_threads = 1
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "opt.onnx"
-        so.optimized_model_filepath = str(out)
-        ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
-        result = onnx.load(str(out))
-    return result
 
 
 # -- padding removal ------------------------------------------------------------------------------------------

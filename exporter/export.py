@@ -415,4 +415,11 @@ def _verify(path: Path, segments: Sequence[_segments.Segment], inputs: Mapping[s
 
         example = {k: _segments.to_numpy(v) for k, v in inputs.items()}
         defaults = {n: ri.default for seg in segments for n, ri in seg.runtime_inputs}
-        return verify(run_file, run_eager, example, input_axes, extra, tols, say, runtime_defaults=defaults)
+        # ops that return the [K, 7] detection table say so (onnxpipe_detection_outputs): rows compared as sets
+        detections: dict[str, int | None] = {}
+        for seg in segments:
+            for step in seg.steps:
+                for m in (step.modules() if isinstance(step, torch.nn.Module) else [step]):
+                    detections.update(getattr(m, "onnxpipe_detection_outputs", None) or {})
+        return verify(run_file, run_eager, example, input_axes, extra, tols, say, runtime_defaults=defaults,
+                      detection_outputs=detections)

@@ -40,6 +40,9 @@ def _exporting() -> bool:
 class TorchvisionSSD(torch.nn.Module):
     """A torchvision ``SSD`` in eval mode: float32 ``images [N, 3, H, W]`` in [0, 1] -> ``{"detections"}``."""
 
+    #: {output: max rows per image}: verification compares it as a detection table (rows may swap among
+    #: near-equal scores, and at the cut-off of a full list); set per instance
+    onnxpipe_detection_outputs: dict[str, int | None]
     anchors: torch.Tensor
     mean: torch.Tensor
     std: torch.Tensor
@@ -58,6 +61,7 @@ class TorchvisionSSD(torch.nn.Module):
                               max_detections=int(model.detections_per_img))
         self.nms.score_threshold.range = (0.0, 1.0)  # scores are softmax probabilities; 0 marks "other class"
         self.topk = int(model.topk_candidates)
+        self.onnxpipe_detection_outputs = {"detections": int(model.detections_per_img)}
 
     @torch.no_grad()
     def _anchors(self) -> torch.Tensor:

@@ -85,3 +85,25 @@ def test_unsupported_detector_is_named(tmp_path):
         export_pipeline(None, model, None, example_inputs={"images": torch.rand(1, 3, 64, 64)},
                         path=tmp_path / "frcnn.onnx")
     assert not (tmp_path / "frcnn.onnx").exists()
+
+
+def test_detection_tables_compare_as_sets_among_near_equal_scores():
+    from onnxpipe.verify import Tolerance, match_detections
+
+    tol = Tolerance(0.1, 1e-3)
+    want = np.array([[0, 1, 1, 5, 5, 0.90, 3], [0, 2, 2, 6, 6, 0.80001, 4], [0, 3, 3, 7, 7, 0.80000, 4],
+                     [0, 9, 9, 20, 20, 0.10, 1], [1, 0, 0, 4, 4, 0.70, 2]], np.float64)
+    assert match_detections(want, want.copy(), tol)[:2] == (0, 0)
+    swapped = want[[0, 2, 1, 3, 4]]
+    assert match_detections(want, swapped, tol)[:2] == (2, 0)  # near-equal scores: either order
+    cut = want.copy()
+    cut[3] = [0, 30, 30, 40, 40, 0.10001, 1]  # the last place went to another near-equal detection
+    assert match_detections(want, cut, tol) is None  # a list that was not cut: no swap at the end
+    assert match_detections(want, cut, tol, max_detections=4)[:2] == (0, 1)
+    wrong_class = want.copy()
+    wrong_class[0, 6] = 5
+    assert match_detections(want, wrong_class, tol) is None
+    moved_box = want.copy()
+    moved_box[4, 1:5] += 3
+    assert match_detections(want, moved_box, tol) is None
+    assert match_detections(want, want[:3], tol) is None  # rows lost that are not at the cut-off

@@ -364,6 +364,19 @@ def _manifest(model: onnx.ModelProto, segments: Sequence[_segments.Segment], exp
     }
 
 
+def _declared_outputs(segments: Sequence[_segments.Segment]) -> tuple[dict[str, int | None], dict[str, float]]:
+    """Outputs ops declare as ``[K, 7]`` detection tables (``onnxpipe_detection_outputs``: name -> rows per image)
+    and as arg-max label maps (``onnxpipe_label_map_outputs``: name -> fraction that may flip)."""
+    detections: dict[str, int | None] = {}
+    label_maps: dict[str, float] = {}
+    for seg in segments:
+        for step in seg.steps:
+            for m in (step.modules() if isinstance(step, torch.nn.Module) else [step]):
+                detections.update(getattr(m, "onnxpipe_detection_outputs", None) or {})
+                label_maps.update(getattr(m, "onnxpipe_label_map_outputs", None) or {})
+    return detections, label_maps
+
+
 def _embedded_vectors(segments: Sequence[_segments.Segment], inputs: Mapping[str, Any],
                       tols: Mapping[str, Tolerance]) -> str | None:
     from onnxpipe_runtime import tensor_json
@@ -372,7 +385,8 @@ def _embedded_vectors(segments: Sequence[_segments.Segment], inputs: Mapping[str
     doc = {
         "inputs": {k: tensor_json.encode(_segments.to_numpy(v)) for k, v in inputs.items()},
         "expected": {k: tensor_json.encode(_segments.to_numpy(v)) for k, v in outputs.items()},
-        "tolerance": {k: {"atol": t.atol, "rtol": t.rtol} for k, t in sorted(tols.items())},
+        "tolerance": {k: {"atol": t.atol, "rtol": t.rtol} for k, t in sorted(tols.items())}
+        | {k: {"atol": 0.0, "rtol": 0.0, "mismatch": f} for k, f in sorted(_declared_outputs(segments)[1].items())},
     }
     text = json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
     return text if len(text.encode("utf-8")) <= MAX_EMBEDDED_VECTORS else None
@@ -416,10 +430,6 @@ def _verify(path: Path, segments: Sequence[_segments.Segment], inputs: Mapping[s
         example = {k: _segments.to_numpy(v) for k, v in inputs.items()}
         defaults = {n: ri.default for seg in segments for n, ri in seg.runtime_inputs}
         # ops that return the [K, 7] detection table say so (onnxpipe_detection_outputs): rows compared as sets
-        detections: dict[str, int | None] = {}
-        for seg in segments:
-            for step in seg.steps:
-                for m in (step.modules() if isinstance(step, torch.nn.Module) else [step]):
-                    detections.update(getattr(m, "onnxpipe_detection_outputs", None) or {})
+        detections, label_maps = _declared_outputs(segments)
         return verify(run_file, run_eager, example, input_axes, extra, tols, say, runtime_defaults=defaults,
-                      detection_outputs=detections)
+                      detection_outputs=detections, label_maps=label_maps)

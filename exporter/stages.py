@@ -231,7 +231,7 @@ def flatten_stage(stage: Any) -> list[Any]:
         from onnxpipe.ops.torchvision import translate  # torchvision's transforms as written (docs/ops.md)
 
         return [translate(stage)]
-    if type(stage).__module__.startswith("torchvision.models.detection"):
+    if type(stage).__module__.startswith(("torchvision.models.detection", "torchvision.models.segmentation")):
         from onnxpipe.ops.torchvision_detection import translate_model  # detectors as written (docs/ops.md)
 
         return [translate_model(stage)]

@@ -162,6 +162,7 @@ def compare_outputs(
     tolerances: Mapping[str, Tolerance],
     is_example: bool,
     detection_outputs: Mapping[str, int | None] | None = None,
+    label_maps: Mapping[str, float] | None = None,
 ) -> CaseResult:
     shapes = {k: [int(d) for d in np.shape(v)] for k, v in inputs.items()}
     diffs: dict[str, dict[str, float]] = {}
@@ -195,6 +196,10 @@ def compare_outputs(
             continue
         if w.dtype.kind in "biu" and g.dtype.kind in "biu":
             bad = np.flatnonzero(w.reshape(-1) != g.reshape(-1))
+            allowed = int((label_maps or {}).get(name, 0.0) * w.size)
+            if 0 < bad.size <= allowed:  # arg-max label maps: flips where two classes tie within float noise
+                diffs[name] = {"mismatches": int(bad.size)}
+                continue
             if bad.size:
                 i = int(bad[0])
                 raise ExportVerificationError(
@@ -244,11 +249,13 @@ def verify(
     runtime_defaults: Mapping[str, float] | None = None,
     seed: int = 0,
     detection_outputs: Mapping[str, int | None] | None = None,
+    label_maps: Mapping[str, float] | None = None,
 ) -> list[CaseResult]:
     """Run every case (the example, run-time inputs halved, generated variants, ``extra``) through both.
 
     ``detection_outputs``: ``{name: max_detections per image or None}`` for outputs that are ``[K, 7]``
-    detection tables, compared with :func:`match_detections`.
+    detection tables, compared with :func:`match_detections`. ``label_maps``: ``{name: fraction}`` for integer
+    arg-max maps where that fraction of elements may differ.
     """
     rng = np.random.default_rng(seed)
     cases: list[tuple[str, dict[str, np.ndarray], bool]] = [("the example inputs", dict(example), True)]
@@ -285,7 +292,7 @@ def verify(
                 f"the exported file fails on {label} (input shapes {shapes}) where eager PyTorch succeeds: {e}. "
                 + _cause(is_example)
             ) from e
-        result = compare_outputs(label, inputs, want, got, tolerances, is_example, detection_outputs)
+        result = compare_outputs(label, inputs, want, got, tolerances, is_example, detection_outputs, label_maps)
         result.output_shapes = {n: [int(d) for d in np.shape(v)] for n, v in got.items()}
         results.append(result)
     if len(cases) > 1 and not [r for r, c in zip(results, cases) if not c[2] and r.skipped is None]:

@@ -107,3 +107,44 @@ def test_detection_tables_compare_as_sets_among_near_equal_scores():
     moved_box[4, 1:5] += 3
     assert match_detections(want, moved_box, tol) is None
     assert match_detections(want, want[:3], tol) is None  # rows lost that are not at the cut-off
+
+
+@pytest.fixture(scope="module")
+def lraspp(tmp_path_factory):
+    from torchvision.models.segmentation import LRASPP_MobileNet_V3_Large_Weights, lraspp_mobilenet_v3_large
+
+    model = lraspp_mobilenet_v3_large(weights=None, weights_backbone=None).eval()
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # torchvision's init makes the features vanish: every pixel would get one label
+        for m in model.modules():
+            if isinstance(m, torch.nn.Conv2d):
+                m.weight.copy_(torch.randn(m.weight.shape, generator=g) * (2.0 / m.weight[0].numel()) ** 0.5)
+                if m.bias is not None:
+                    m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+            elif isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.zero_()
+                m.running_var.fill_(1.0)
+                m.weight.fill_(1.0)
+                m.bias.zero_()
+    pre = LRASPP_MobileNet_V3_Large_Weights.COCO_WITH_VOC_LABELS_V1.transforms(resize_size=None)
+    res = export_pipeline(pre, model, None, example_inputs={"images": torch.from_numpy(images(1, 97, 131))},
+                          dynamic_axes={"images": {0: "batch", 2: "height", 3: "width"}},
+                          path=tmp_path_factory.mktemp("seg") / "lraspp.onnx")
+    return res, pre, model
+
+
+def test_segmentation_gives_a_label_map_at_the_input_size(lraspp):
+    from onnxpipe_runtime.cli import main as runtime_main
+
+    res, pre, model = lraspp
+    assert res.manifest["verification"]["status"] == "passed"
+    assert res.manifest["outputs"][0]["dtype"] == "int64"
+    with Pipeline.load(res.path) as pipe:
+        for n, h, w in [(2, 1, 1), (1, 240, 320), (2, 61, 45)]:
+            img = images(n, h, w, seed=h)
+            got = pipe.run(images=img)["labels"]
+            with torch.no_grad():
+                want = model(pre(torch.from_numpy(img)))["out"].argmax(1).numpy()
+            assert got.shape == want.shape == (n, h, w)
+            assert (got != want).sum() <= 1e-3 * got.size  # arg-max flips only where logits tie within noise
+    assert runtime_main(["verify", str(res.path)]) == 0  # the embedded example, with the same allowance

@@ -260,7 +260,8 @@ def _decode_vectors(text: str | None, source: str) -> dict[str, Any] | None:
         return {
             "inputs": {k: tensor_json.decode(k, v) for k, v in doc["inputs"].items()},
             "expected": {k: tensor_json.decode(k, v) for k, v in doc["expected"].items()},
-            "tolerance": {k: (float(v["atol"]), float(v["rtol"])) for k, v in doc.get("tolerance", {}).items()},
+            "tolerance": {k: (float(v["atol"]), float(v["rtol"])) + ((float(v["mismatch"]),) if "mismatch" in v else ())
+                          for k, v in doc.get("tolerance", {}).items()},
         }
     except (ValueError, KeyError, TypeError) as e:
         raise ModelLoadError(f"{source}: metadata 'onnxpipe.vectors' is malformed ({e})") from e

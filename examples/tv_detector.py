@@ -93,6 +93,6 @@ def demo(path: Path) -> None:
             for row in got[:2]:
                 print(f"      label {int(row[6]):>2}  [{row[1]:6.1f} {row[2]:6.1f} {row[3]:6.1f} {row[4]:6.1f}]  "
                       f"score {row[5]:.3f}")
-        strict = pipe.run(images=images(1, 240, 320, seed=20), score_threshold=0.6)["detections"]
-    print(f"tv_detector: score_threshold=0.6 at run time (default {SCORE_THRESHOLD}): {len(strict)} detections, "
+        strict = pipe.run(images=images(1, 240, 320, seed=20), score_threshold=0.8)["detections"]
+    print(f"tv_detector: score_threshold=0.8 at run time (default {SCORE_THRESHOLD}): {len(strict)} detections, "
           "no re-export")

@@ -99,6 +99,14 @@ def export_example(name: str, path: Path) -> None:
     export_pipeline(pre, model, post, path=path, **kwargs)
 
 
+#: sets whose float outputs need a wider tolerance than DEFAULT_TOLERANCE, and why
+TOLERANCES: dict[str, dict] = {
+    # box coordinates after a deep SSD backbone and box decoding: another engine's f32 kernels (OpenVINO) move
+    # them by up to 2e-4 relative (measured 1.7e-4); labels and the number of boxes stay exact
+    "tv_detector": {"float32": {"atol": 1e-4, "rtol": 1e-3}, "float64": {"atol": 1e-9, "rtol": 1e-7}},
+}
+
+
 def example_set(name: str) -> None:
     import importlib
 
@@ -108,7 +116,7 @@ def example_set(name: str) -> None:
     model = out / ("model.onnx" if committed else "model.generated.onnx")
     export_example(name, model)
     cases = importlib.import_module(f"examples.{name}").vector_cases()
-    write_set(name, model, cases, committed=committed)
+    write_set(name, model, cases, committed=committed, tolerance=TOLERANCES.get(name))
 
 
 #: optimized sets: name -> (the set whose model is optimized, onnxpipe.optimize arguments, vector tolerance).
@@ -136,6 +144,11 @@ def optimize_example(name: str, path: Path) -> None:
     onnxpipe.optimize(src_model, validation=cases, path_out=path, include_fp32=False, runs=3, **kwargs)
 
 
+#: optimized sets whose rows depend on the other rows of their batch (dynamic int8: activation scales per
+#: tensor), with the gate their rows keep whatever they are batched with (a server's dynamic batching)
+BATCH_DEPENDENT: dict[str, dict] = {"minilm-int8": {"cosine": 0.95}}
+
+
 def optimized_set(name: str) -> None:
     source, _, tolerance = OPTIMIZED[name]
     committed = EXAMPLES[source]
@@ -146,6 +159,11 @@ def optimized_set(name: str) -> None:
     spec = json.loads((VECTORS / source / "vector.json").read_text(encoding="utf-8"))
     cases = [(c["name"], tensor_json.load(VECTORS / source / c["inputs"])) for c in spec["cases"]]
     write_set(name, model, cases, committed=committed, tolerance=tolerance)
+    if name in BATCH_DEPENDENT:
+        spec_path = out / "vector.json"
+        spec = json.loads(spec_path.read_text(encoding="utf-8"))
+        spec["batch_dependent"] = BATCH_DEPENDENT[name]
+        spec_path.write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
 
 
 def generated_models() -> None:

@@ -72,8 +72,10 @@ class OrtStage:
 class PlacedSession:
     """The file's stages in data order, each on its engine; tensors flow between them by name."""
 
-    def __init__(self, stages: list[StageRunner], placement: dict[str, str]):
+    def __init__(self, stages: list[StageRunner], placement: dict[str, str],
+                 defaults: Mapping[str, np.ndarray] | None = None):
         self.stages = stages
+        self.defaults = dict(defaults or {})  # run-time parameters' defaults, fed when the caller gives none
         self.placement = placement  # stage name -> "cpu" or "openvino:bf16", ...
         # which tensors each stage must hand on: what later stages read, plus the pipeline's outputs
         self._wanted: list[set[str]] = []
@@ -90,7 +92,8 @@ class PlacedSession:
     def run(self, output_names: Sequence[str], feeds: Mapping[str, Any],
             timings: list[float] | None = None) -> list[np.ndarray]:
         """Like ``InferenceSession.run``; ``timings`` (a list) receives each stage's seconds, in order."""
-        values: dict[str, np.ndarray] = dict(feeds)
+        values: dict[str, np.ndarray] = dict(self.defaults)
+        values.update(feeds)
         for stage, wanted in zip(self.stages, self._wanted):
             t0 = time.perf_counter()
             values.update(stage.run(values, list(wanted)))
@@ -109,6 +112,7 @@ def build(
     make_cpu: Any,
     outputs: Sequence[str],
     example: Mapping[str, np.ndarray] | None = None,
+    defaults: Mapping[str, np.ndarray] | None = None,
 ) -> PlacedSession:
     """Cut ``data`` by stage and compile each: ``accelerated`` (the model stage) with ``make_accelerated(bytes,
     name)``, the others with ``make_cpu(bytes, name)``.
@@ -123,9 +127,12 @@ def build(
     known: dict[str, TensorType] = {}
     runners: list[StageRunner] = []
     placement: dict[str, str] = {}
-    probe = dict(example) if example is not None else None
+    probe = dict(defaults or {}) | dict(example) if example is not None else None
     for stage in stages:
-        model = _stages.stage_model(cut, stage, known)
+        # with ``defaults`` the accelerated stage reads run-time parameters as plain inputs (OpenVINO folds
+        # initializer-backed inputs into constants), fed from the caller or these defaults
+        model = _stages.stage_model(cut, stage, known,
+                                    params_as_inputs=defaults is not None and stage.name == accelerated)
         runner = make_accelerated(model, stage.name) if stage.name == accelerated else make_cpu(model, stage.name)
         runners.append(runner)
         placement[stage.name] = runner.placement
@@ -138,6 +145,6 @@ def build(
             types = {n: t if t.dims is not None or n not in probe else TensorType(t.elem_type, (None,) * probe[n].ndim)
                      for n, t in types.items()}
         known.update(types)
-    session = PlacedSession(runners, placement)
+    session = PlacedSession(runners, placement, defaults)
     session.plan([s.inputs for s in stages], outputs)
     return session

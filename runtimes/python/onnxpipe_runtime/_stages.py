@@ -186,10 +186,14 @@ class _Cut:
     graph: _Graph
 
 
-def stage_model(cut: _Cut, stage: Stage, handed_over: Mapping[str, TensorType]) -> bytes:
+def stage_model(cut: _Cut, stage: Stage, handed_over: Mapping[str, TensorType], *,
+                params_as_inputs: bool = False) -> bytes:
     """A standalone ModelProto for ``stage``: same opsets, IR version and functions as the file.
 
     ``handed_over`` gives the type of each input that an earlier stage produces (graph inputs keep theirs).
+    ``params_as_inputs``: run-time parameters (graph inputs backed by an initializer) lose the initializer, so an
+    engine that folds initializers into constants (OpenVINO) still reads the caller's value; the caller then
+    feeds every parameter, defaults included.
     """
     g = cut.graph
     inputs = []
@@ -204,7 +208,8 @@ def stage_model(cut: _Cut, stage: Stage, handed_over: Mapping[str, TensorType]) 
     reads = set(stage.reads)
     body = [_encode(n, w, v) for n, w, v in g.other]
     body += [_encode(_G_NODE, 2, n) for n in stage.nodes]
-    body += [_encode(num, 2, v) for name, (num, v) in g.initializers.items() if name in reads]
+    body += [_encode(num, 2, v) for name, (num, v) in g.initializers.items()
+             if name in reads and not (params_as_inputs and name in g.inputs)]
     body += [_encode(_G_INPUT, 2, v) for v in inputs]
     body += [_encode(_G_OUTPUT, 2, v) for v in outputs]
     own = set(stage.writes)

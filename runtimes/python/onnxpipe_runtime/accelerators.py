@@ -176,12 +176,25 @@ def open_placed(
     stage_names = [str(s.get("name")) for s in manifest.get("stages", []) if isinstance(s, dict)]
     if ACCELERATED_STAGE not in stage_names:
         raise AcceleratorError(f"{source}: no {ACCELERATED_STAGE!r} stage (stages: {stage_names}) to accelerate")
+    domains = {str(d.get("domain")) for d in manifest.get("domains", []) if isinstance(d, dict)}
+    if "com.microsoft" in domains:
+        chosen = (manifest.get("optimization") or {}).get("chosen", "?")
+        raise AcceleratorError(
+            f"{source}: its model stage uses ONNX Runtime's com.microsoft ops (written by onnxpipe optimize for the "
+            f"CPU: {chosen}), which {accelerator} cannot run; load it with accelerator='cpu', or put the fp32 file "
+            f"it came from on {accelerator}"
+        )
+    defaults: dict[str, np.ndarray] = {}
+    for spec in manifest.get("inputs", []):
+        if isinstance(spec, dict) and spec.get("optional") and "default" in spec:
+            defaults[str(spec["name"])] = np.asarray(spec["default"], dtype=np.dtype(str(spec.get("dtype", "float32"))))
     return _placement.build(
         data, stage_names, source, ACCELERATED_STAGE,
         make_accelerated=lambda model, name: _openvino.OpenVinoStage(model, name, threads, precision),
         make_cpu=lambda model, name: _placement.OrtStage(model, name, cpu_options()),
         outputs=outputs,
         example=example,
+        defaults=defaults,
     )
 
 

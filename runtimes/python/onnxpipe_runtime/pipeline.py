@@ -132,8 +132,18 @@ class Pipeline:
                 vectors = _decode_vectors(header.metadata.get("onnxpipe.vectors"), path.name)
             except ModelLoadError:
                 vectors = None
-            example = vectors["inputs"] if vectors is not None else None
-            return accelerators.open_placed(data, manifest, str(path), name, prec, n_threads, options, outputs, example)
+            if vectors is not None:
+                return accelerators.open_placed(data, manifest, str(path), name, prec, n_threads, options, outputs,
+                                                vectors["inputs"])
+            # no embedded example (large inputs are not embedded): a small synthetic one tells the stages' ranks
+            example = _synthetic_example(manifest)
+            if example is not None:
+                try:
+                    return accelerators.open_placed(data, manifest, str(path), name, prec, n_threads, options,
+                                                    outputs, example)
+                except ModelLoadError:
+                    pass  # the pipeline refuses made-up data: place it without the probe
+            return accelerators.open_placed(data, manifest, str(path), name, prec, n_threads, options, outputs, None)
 
         if accelerator == "openvino":
             session = placed(accelerator, precision or "f32")
@@ -341,3 +351,23 @@ def _convert_strings(spec: sig.TensorSpec, value: Any) -> np.ndarray:
                 f"input {spec.name!r}: element {i} is {type(v).__name__} {v!r}, expected str ({_describe(spec)})"
             )
     return arr
+
+
+def _synthetic_example(manifest: Mapping[str, Any] | None) -> dict[str, np.ndarray] | None:
+    """One small input per required input of the manifest (batch 1, other dynamic dims 32, zeros; strings "a"),
+    for learning hand-over ranks when the file embeds no example. None when a dtype is unknown."""
+    if manifest is None:
+        return None
+    out: dict[str, np.ndarray] = {}
+    for spec in manifest.get("inputs", []):
+        if not isinstance(spec, dict) or spec.get("optional"):
+            continue
+        dims = [d if isinstance(d, int) else (1 if k == 0 else 32) for k, d in enumerate(spec.get("shape") or [])]
+        dtype = str(spec.get("dtype"))
+        if dtype == "string":
+            out[str(spec["name"])] = np.full(dims, "a", dtype=object)
+        elif dtype in DTYPES:
+            out[str(spec["name"])] = np.zeros(dims, dtype=np.dtype(dtype))
+        else:
+            return None
+    return out

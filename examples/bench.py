@@ -103,20 +103,24 @@ def measure(model_path: Path, iterations: dict[int, int], warmup: int = 5) -> li
     return rows
 
 
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else the machine type."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def _environment(model_path: Path) -> str:
     import onnxruntime
     import torch
     import transformers
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     size = model_path.stat().st_size / 1e6
     return (f"{cpu}, {os.cpu_count()} CPUs visible, 1 thread on each side; torch {torch.__version__}, "
             f"transformers {transformers.__version__}, onnxruntime {onnxruntime.__version__}; "

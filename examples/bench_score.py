@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import io
 import os
-import platform
 import re
 import sys
 import tempfile
@@ -216,14 +215,9 @@ def _environment(load_start: float) -> str:
     import pyarrow
     import pyspark
 
-    cpu = platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from examples.bench import cpu_name
+
+    cpu = cpu_name()
     return (f"{cpu}, {os.cpu_count()} CPUs visible; onnxruntime {onnxruntime.__version__}, pyarrow "
             f"{pyarrow.__version__}, pyspark {pyspark.__version__}; load average at the start {load_start:.1f} "
             "(a shared machine: compare the rows of one table, not runs)")

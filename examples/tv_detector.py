@@ -24,7 +24,7 @@ import torch
 
 from examples.tv_classifier import images
 
-__all__ = ["build_model", "demo", "factory", "vector_cases"]
+__all__ = ["build_model", "demo", "factory", "reinitialise", "vector_cases"]
 
 SEED = 0
 SCORE_THRESHOLD = 0.2
@@ -33,12 +33,10 @@ DETECTIONS = 30
 NUM_CLASSES = 11
 
 
-def build_model() -> torch.nn.Module:
-    from torchvision.models.detection import ssdlite320_mobilenet_v3_large
-
-    model = ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=NUM_CLASSES,
-                                          score_thresh=SCORE_THRESHOLD, detections_per_img=DETECTIONS).eval()
-    g = torch.Generator().manual_seed(SEED)
+def reinitialise(model: torch.nn.Module, seed: int) -> torch.nn.Module:
+    """He-initialised convolutions and identity batch norms, seeded: torchvision's own init with weights=None makes
+    features vanish, so every output would be alike. In place; returns ``model``."""
+    g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, torch.nn.Conv2d):
@@ -50,6 +48,16 @@ def build_model() -> torch.nn.Module:
                 m.running_var.fill_(1.0)
                 m.weight.fill_(1.0)
                 m.bias.zero_()
+    return model
+
+
+def build_model() -> torch.nn.Module:
+    from torchvision.models.detection import ssdlite320_mobilenet_v3_large
+
+    model = ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=NUM_CLASSES,
+                                          score_thresh=SCORE_THRESHOLD, detections_per_img=DETECTIONS).eval()
+    reinitialise(model, SEED)
+    with torch.no_grad():
         for m in model.head.classification_head.modules():  # softer logits: scores spread over (0, 1)
             if isinstance(m, torch.nn.Conv2d):
                 m.weight.mul_(0.3)

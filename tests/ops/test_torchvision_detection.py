@@ -113,19 +113,8 @@ def test_detection_tables_compare_as_sets_among_near_equal_scores():
 def lraspp(tmp_path_factory):
     from torchvision.models.segmentation import LRASPP_MobileNet_V3_Large_Weights, lraspp_mobilenet_v3_large
 
-    model = lraspp_mobilenet_v3_large(weights=None, weights_backbone=None).eval()
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():  # torchvision's init makes the features vanish: every pixel would get one label
-        for m in model.modules():
-            if isinstance(m, torch.nn.Conv2d):
-                m.weight.copy_(torch.randn(m.weight.shape, generator=g) * (2.0 / m.weight[0].numel()) ** 0.5)
-                if m.bias is not None:
-                    m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
-            elif isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.zero_()
-                m.running_var.fill_(1.0)
-                m.weight.fill_(1.0)
-                m.bias.zero_()
+    # torchvision's init makes the features vanish: every pixel would get one label
+    model = tv_detector.reinitialise(lraspp_mobilenet_v3_large(weights=None, weights_backbone=None).eval(), 0)
     pre = LRASPP_MobileNet_V3_Large_Weights.COCO_WITH_VOC_LABELS_V1.transforms(resize_size=None)
     res = export_pipeline(pre, model, None, example_inputs={"images": torch.from_numpy(images(1, 97, 131))},
                           dynamic_axes={"images": {0: "batch", 2: "height", 3: "width"}},

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import re
 import sys
 import tempfile
@@ -104,14 +103,10 @@ def measure(model_path: Path, iterations: dict[int, int], warmup: int = 5) -> li
 
 
 def cpu_name() -> str:
-    """The CPU's model name (``/proc/cpuinfo``), else the machine type."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    """The CPU's model name, as the runtime reads it."""
+    from onnxpipe_runtime.accelerators import cpu_name as read
+
+    return read()
 
 
 def _environment(model_path: Path) -> str:

@@ -161,7 +161,7 @@ def _environment(model: Path) -> str:
         versions += ", openvino not installed"
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     features = ", ".join(accelerators.cpu_features()) or "none of AVX2/AVX-512/AMX"
-    return (f"{accelerators._cpu_name()} (CPU features: {features}), {os.cpu_count()} CPUs visible, 1 thread on "
+    return (f"{accelerators.cpu_name()} (CPU features: {features}), {os.cpu_count()} CPUs visible, 1 thread on "
             f"every side; {versions}; exported file {model.stat().st_size / 1e6:.0f} MB; load average at the start "
             f"{load:.1f} (a shared machine: compare the rows of a batch, not runs)")
 

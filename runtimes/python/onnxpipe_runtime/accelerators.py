@@ -35,6 +35,7 @@ __all__ = [
     "candidates",
     "check",
     "cpu_features",
+    "cpu_name",
 ]
 
 log = logging.getLogger("onnxpipe.accelerators")
@@ -70,7 +71,8 @@ class Accelerator:
 
 
 @functools.lru_cache(maxsize=1)
-def _cpu_name() -> str:
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else the machine type."""
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -99,7 +101,7 @@ def available_accelerators() -> list[Accelerator]:
     installed and its CPU plugin loads; its precisions include ``bf16`` when the CPU runs it natively."""
     import onnxruntime as ort
 
-    found = [Accelerator("cpu", ("f32",), f"onnxruntime {ort.__version__} CPUExecutionProvider", _cpu_name())]
+    found = [Accelerator("cpu", ("f32",), f"onnxruntime {ort.__version__} CPUExecutionProvider", cpu_name())]
     from onnxpipe_runtime import _openvino
 
     if _openvino.installed():
@@ -107,7 +109,7 @@ def available_accelerators() -> list[Accelerator]:
             import openvino
 
             found.append(Accelerator("openvino", _openvino.cpu_precisions(), f"openvino {openvino.__version__.split('-')[0]} CPU",
-                                     _cpu_name()))
+                                     cpu_name()))
         except Exception as e:  # a broken install is reported, not fatal: the CPU still runs everything
             log.debug("openvino is installed but its CPU plugin does not load: %s", e)
     return found
@@ -146,7 +148,7 @@ def check(accelerator: str, precision: str | None) -> tuple[str, str | None]:
         precision = precision or "f32"
         if precision not in supported:
             raise AcceleratorError(
-                f"precision {precision!r} on accelerator 'openvino': this CPU ({_cpu_name()}) runs {list(supported)}; "
+                f"precision {precision!r} on accelerator 'openvino': this CPU ({cpu_name()}) runs {list(supported)}; "
                 "bf16 needs AVX-512 BF16 or AMX"
             )
         return "openvino", precision

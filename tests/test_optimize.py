@@ -396,3 +396,10 @@ def test_triton_repository_takes_an_optimized_file(tmp_path):
     assert triton_repo.main([str(VECTORS / "digits-int8" / "model.onnx"), str(tmp_path / "repo"), "--name", "d8"]) == 0
     assert (tmp_path / "repo" / "d8" / "1" / "model.onnx").read_bytes() == (VECTORS / "digits-int8" / "model.onnx"
                                                                            ).read_bytes()
+
+
+def test_a_row_without_a_model_stage_is_a_typed_error():
+    from onnxpipe._optimize import Candidate, _model_of
+
+    with pytest.raises(OptimizeError, match="'openvino-f32' .* has no model stage of its own"):
+        _model_of(Candidate("openvino-f32", "f32", "fp32 file, model stage on openvino", accelerator="openvino"))

@@ -214,3 +214,19 @@ def test_empty_table_gives_an_empty_table(tmp_path):
     summary = score_file(DIGITS, tmp_path / "in.jsonl", tmp_path / "out.parquet", progress=False)
     assert (summary.rows_in, summary.rows_out) == (0, 0)
     assert pq.read_table(tmp_path / "out.parquet").column_names == ["score", "label_id", "label"]
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".jsonl"])
+def test_a_closed_writer_refuses_rows(tmp_path, suffix):
+    import pyarrow as pa
+
+    from onnxpipe_runtime.pipeline import ClosedError
+    from onnxpipe_runtime.score import TableWriter
+
+    batch = pa.RecordBatch.from_pydict({"x": [1, 2]})
+    writer = TableWriter(tmp_path / f"out{suffix}", batch.schema)
+    writer.write(batch)
+    writer.commit()
+    with pytest.raises(ClosedError, match="is closed; it takes no more rows"):
+        writer.write(batch)
+    assert writer.rows == 2 and (tmp_path / f"out{suffix}").exists()

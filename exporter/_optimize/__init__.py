@@ -449,8 +449,7 @@ def optimize(
     rows.append(base)
 
     def judge(c: Candidate) -> Candidate:
-        assert c.model is not None
-        outs = harness.run(c.model)
+        outs = harness.run(_model_of(c))
         c.metrics = evaluate(reference, outs, manifest, gate_)
         c.passed = passes(c.metrics, gate_)
         say(f"  {c.name}: {', '.join(f'{k} {v:.5f}' for k, v in c.metrics.items())} -> "
@@ -517,9 +516,8 @@ def optimize(
     files: dict[str, Path] = {}
     with tempfile.TemporaryDirectory(prefix="onnxpipe-optimize-") as tmp:
         def write_full(c: Candidate) -> Path:
-            assert c.model is not None
             p = Path(tmp) / f"{c.name}.onnx"
-            _write_atomic(_stage.replace(full, stage, c.model), p)
+            _write_atomic(_stage.replace(full, stage, _model_of(c)), p)
             c.size = p.stat().st_size
             return p
 
@@ -632,6 +630,13 @@ def optimize(
     return report
 
 
+def _model_of(c: Candidate) -> onnx.ModelProto:
+    """The candidate's model stage; only accelerator rows have none (they run the fp32 file as it is)."""
+    if c.model is None:
+        raise OptimizeError(f"candidate {c.name!r} ({c.method}) has no model stage of its own to evaluate or write")
+    return c.model
+
+
 def _accelerator_rows(src: Path, wanted: Sequence[str], portable: bool, rows: list[Candidate],
                       val: Sequence[Mapping[str, np.ndarray]], reference: Sequence[Mapping[str, np.ndarray]],
                       manifest: Mapping[str, Any], gate: Gate, threads: int,
@@ -704,8 +709,7 @@ def _mixed_search(base: Candidate, fp32_model: onnx.ModelProto, harness: Harness
     if len(nodes) < 2:
         return None
 
-    assert base.model is not None
-    full_int8 = base.model
+    full_int8 = _model_of(base)
 
     def build(quantized: Sequence[str]) -> onnx.ModelProto:
         return _quantize.splice(fp32_model, full_int8, set(quantized))

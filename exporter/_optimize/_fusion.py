@@ -219,10 +219,10 @@ def fuse_sdpa_attention(model: onnx.ModelProto) -> int:
         head_dim = _head_dim(idx, q[3])
         wq, wk, wv = (idx.const(p[1]) for p in (q, k, v))
         bq, bk, bv = (idx.const(p[2]) for p in (q, k, v))
-        if head_dim is None or any(w is None or w.ndim != 2 for w in (wq, wk, wv)):
+        if head_dim is None or wq is None or wk is None or wv is None or bq is None or bk is None or bv is None:
             continue
-        assert wq is not None and wk is not None and wv is not None and bq is not None and bk is not None \
-            and bv is not None
+        if wq.ndim != 2:
+            continue
         hidden = wq.shape[1]
         if hidden % head_dim or wk.shape != wq.shape or wv.shape != wq.shape or bq.shape != (hidden,):
             continue

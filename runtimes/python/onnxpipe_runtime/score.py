@@ -35,7 +35,7 @@ import pyarrow as pa
 
 from onnxpipe_runtime.columns import Decoded, Layout, RowError, encode_output
 from onnxpipe_runtime.errors import InputError, PipelineError
-from onnxpipe_runtime.pipeline import Pipeline
+from onnxpipe_runtime.pipeline import ClosedError, Pipeline
 
 __all__ = ["ON_ERROR", "Progress", "ScoreSummary", "Scorer", "read_table", "score_file"]
 
@@ -336,15 +336,17 @@ class TableWriter:
             self._file = open(self.partial, "w", encoding="utf-8")
 
     def write(self, batch: pa.RecordBatch) -> None:
+        parquet, lines = self._pq, self._file
+        if parquet is None and lines is None:
+            raise ClosedError(f"writer for {str(self.path)!r} is closed; it takes no more rows")
         if batch.schema != self.schema:
             batch = batch.cast(self.schema)
         self.rows += batch.num_rows
-        if self._pq is not None:
-            self._pq.write_batch(batch)
-            return
-        assert self._file is not None
-        for row in batch.to_pylist():
-            self._file.write(json.dumps(row, ensure_ascii=False, default=_json_default) + "\n")
+        if parquet is not None:
+            parquet.write_batch(batch)
+        elif lines is not None:
+            for row in batch.to_pylist():
+                lines.write(json.dumps(row, ensure_ascii=False, default=_json_default) + "\n")
 
     def commit(self) -> None:
         self._close()

@@ -119,10 +119,8 @@ def _tokenizer_share(path: Path, batch: int = 8, runs: int = 30) -> tuple[float,
     stage = extract(full)
     pre = onnx.ModelProto()
     pre.CopyFrom(full)
-    typed = onnx.shape_inference.infer_shapes(full, strict_mode=False)
-    infos = {vi.name: vi for vi in typed.graph.value_info}
     del pre.graph.output[:]
-    pre.graph.output.extend(infos[n] for n in stage.inputs)
+    pre.graph.output.extend(stage.infos[n] for n in stage.inputs)
     keep = [n for n in pre.graph.node if n.name.startswith("pre/")]
     del pre.graph.node[:]
     pre.graph.node.extend(keep)

@@ -677,13 +677,9 @@ def _accelerator_rows(src: Path, wanted: Sequence[str], portable: bool, rows: li
         rows.append(c)
         targets[name] = {"accelerator": acc, "precision": prec}
     missing = [n for n in names if n not in {f"{a}-{p}" for a, p in available}]
-    if missing and candidates_were_asked(wanted):
+    if missing:
         say(f"  not available on this machine: {missing}")
     return targets
-
-
-def candidates_were_asked(wanted: Sequence[str]) -> bool:
-    return list(wanted) != list(DEFAULT_CANDIDATES)
 
 
 def _recommendation(best: Candidate) -> dict[str, Any] | None:

@@ -56,8 +56,7 @@ class Harness:
                 if x and x not in produced_post and (x not in inits or x in graph_inputs) and x not in post_reads:
                     post_reads.append(x)
         self.final_outputs = [vi.name for vi in g.output]
-        typed = onnx.shape_inference.infer_shapes(full, strict_mode=False)
-        infos = {vi.name: vi for vi in (*typed.graph.input, *typed.graph.value_info, *typed.graph.output)}
+        infos = stage.infos
         self._passthrough = [o for o in self.final_outputs if o not in produced_post]  # outputs post doesn't make
         boundary = list(dict.fromkeys([*stage.inputs, *post_reads, *self._passthrough]))
         boundary = [b for b in boundary if b not in graph_inputs or b in stage.inputs or b in post_reads]

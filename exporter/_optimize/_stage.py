@@ -26,6 +26,8 @@ class ModelStage:
     model: onnx.ModelProto
     inputs: list[str]
     outputs: list[str]
+    #: every value's type and shape in the whole file (ONNX shape inference, run once here)
+    infos: dict[str, onnx.ValueInfoProto]
 
 
 def _subgraph_reads(node: onnx.NodeProto) -> Iterable[str]:
@@ -84,7 +86,7 @@ def extract(full: onnx.ModelProto) -> ModelStage:
                             initializer=[inits[n] for n in used_inits])
     model = helper.make_model(sub, opset_imports=list(full.opset_import), functions=list(full.functions))
     model.ir_version = full.ir_version
-    return ModelStage(model=model, inputs=inputs, outputs=outputs)
+    return ModelStage(model=model, inputs=inputs, outputs=outputs, infos=infos)
 
 
 def _rename_internal(model: onnx.ModelProto, keep: set[str]) -> None:

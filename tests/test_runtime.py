@@ -266,13 +266,15 @@ def test_cli_run_round_trip_through_tensor_json(tmp_path):
     assert res.returncode == 0 and tensor_json.loads(res.stdout)["label"].tolist() == ["bird", "cat"]
 
 
-def test_cli_bad_input_exits_2_with_one_line(tmp_path):
+def test_cli_errors_are_one_line_with_the_codes_exit_status(tmp_path):
     tensor_json.dump({"features": np.zeros((1, 3), np.float64)}, tmp_path / "bad.json")
     res = cli("run", str(FIXTURES / "basic.onnx"), "--inputs", str(tmp_path / "bad.json"))
-    assert res.returncode == 2 and res.stdout == ""
+    assert res.returncode == 3 and res.stdout == ""  # INVALID_INPUT (spec/errors.json)
     assert res.stderr.count("\n") == 1 and "INVALID_INPUT" in res.stderr and "'features'" in res.stderr
     res = cli("inspect", str(FIXTURES / "corrupt.onnx"))
-    assert res.returncode == 2 and "MODEL_LOAD" in res.stderr and "Traceback" not in res.stderr
+    assert res.returncode == 4 and "MODEL_LOAD" in res.stderr and "Traceback" not in res.stderr  # MODEL_LOAD
+    res = cli("run", str(FIXTURES / "basic.onnx"))
+    assert res.returncode == 2 and "USAGE" in res.stderr  # no inputs given: a usage error
 
 
 def test_cli_inspect_json_prints_the_signature():

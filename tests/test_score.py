@@ -193,9 +193,9 @@ def test_cli_progress_summary_and_exit_codes(tmp_path, capsys):
         want = pipe.run(image=images[0][None], score_threshold=0.9)["label"][0].tolist()
     assert out["label"][0].as_py() == want
 
-    assert runtime_main(args) == 2  # no column 'image'
+    assert runtime_main(args) == 3  # no column 'image': INVALID_INPUT
     assert "no column 'image'" in capsys.readouterr().err
-    assert runtime_main(args + ["--columns", "image=png", "--param", "nope=1"]) == 2
+    assert runtime_main(args + ["--columns", "image=png", "--param", "nope=1"]) == 3
     assert "not an optional input" in capsys.readouterr().err
 
 

@@ -8,14 +8,16 @@
 from onnxpipe_runtime._version import __version__
 from onnxpipe_runtime.accelerators import AcceleratorError, available_accelerators
 from onnxpipe_runtime.errors import (
+    ClosedError,
     InputError,
     MissingExtensionError,
     ModelLoadError,
     PipelineError,
     RunError,
+    TooLargeError,
     UnverifiedPipelineWarning,
 )
-from onnxpipe_runtime.pipeline import ClosedError, Pipeline
+from onnxpipe_runtime.pipeline import Pipeline
 from onnxpipe_runtime.signature import Signature, TensorSpec
 from onnxpipe_runtime.threads import default_threads
 
@@ -30,6 +32,7 @@ __all__ = [
     "RunError",
     "Signature",
     "TensorSpec",
+    "TooLargeError",
     "UnverifiedPipelineWarning",
     "__version__",
     "available_accelerators",

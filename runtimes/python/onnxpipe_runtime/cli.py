@@ -1,7 +1,9 @@
 """Command-line runs with the runtime alone: ``python -m onnxpipe_runtime run|inspect|verify|score ...``.
 
-The SDK's ``onnxpipe`` command reuses these subcommands and adds ``export``. Exit codes: 0 ok, 1 a
-verification mismatch, 2 bad input or a bad model (one line on stderr naming the problem).
+The SDK's ``onnxpipe`` command reuses these subcommands and adds ``export``. Exit statuses come from the
+contract's error table (``spec/errors.json``): 0 ok, 1 a verification mismatch, 2 a usage error, 3 bad input
+(INVALID_INPUT, TOO_LARGE), 4 a file that cannot load (MODEL_LOAD, MISSING_EXTENSION), 5 a run failure (RUNTIME,
+CLOSED); every failure is one line on stderr, ``<program>: error [CODE]: <message>``.
 """
 
 from __future__ import annotations
@@ -16,13 +18,13 @@ import numpy as np
 
 from onnxpipe_runtime import signature as sig_mod
 from onnxpipe_runtime import tensor_json
-from onnxpipe_runtime.errors import InputError, PipelineError
+from onnxpipe_runtime.errors import EXIT_STATUS, InputError, PipelineError, exit_status
 from onnxpipe_runtime.pipeline import Pipeline
 from onnxpipe_runtime.score_cli import add_score
 from onnxpipe_runtime.vectors import load_set, mismatches
 
-EXIT_MISMATCH = 1
-EXIT_USAGE = 2
+EXIT_MISMATCH = EXIT_STATUS["MISMATCH"]
+EXIT_USAGE = EXIT_STATUS["USAGE"]
 
 
 class CliError(Exception):
@@ -193,13 +195,13 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    """Run a parsed subcommand, turning expected failures into one line on stderr and exit code 2."""
+    """Run a parsed subcommand, turning expected failures into one line on stderr and their code's exit status."""
     try:
         return int(args.func(args))
     except (CliError, PipelineError, InputError) as e:
         code = getattr(e, "code", "USAGE")
         print(f"onnxpipe: error [{code}]: {e}", file=sys.stderr)
-        return EXIT_USAGE
+        return exit_status(code) if code != "USAGE" else EXIT_USAGE
 
 
 def build_parser(prog: str = "python -m onnxpipe_runtime") -> argparse.ArgumentParser:

@@ -13,6 +13,7 @@ import onnxruntime as ort
 
 from onnxpipe_runtime import signature as sig
 from onnxpipe_runtime.errors import (
+    ClosedError,
     InputError,
     MissingExtensionError,
     ModelLoadError,
@@ -21,18 +22,13 @@ from onnxpipe_runtime.errors import (
     UnverifiedPipelineWarning,
 )
 from onnxpipe_runtime.modelfile import ModelHeader, read_model
-from onnxpipe_runtime.tensor_json import DTYPES
+from onnxpipe_runtime.tensor_json import DTYPES, WIDENS_FROM
 from onnxpipe_runtime.threads import default_threads, parse_threads
 
 __all__ = ["Pipeline", "ClosedError"]
 
 CONTRIB_DOMAIN = "ai.onnx.contrib"
 
-
-class ClosedError(PipelineError):
-    """The pipeline was closed; it cannot run any more."""
-
-    code = "CLOSED"
 
 
 def _extensions_library() -> str:
@@ -296,11 +292,14 @@ def _convert(spec: sig.TensorSpec, value: Any) -> np.ndarray:
             return arr
         if arr.dtype.kind in "USO":
             raise InputError(f"input {spec.name!r}: strings given, expected {_describe(spec)}")
-        if np.can_cast(arr.dtype, want, casting="safe"):
+        if arr.dtype.name in WIDENS_FROM[spec.dtype]:
             return arr.astype(want)
+        if arr.dtype.name not in DTYPES and arr.dtype.kind in "iuf" and np.can_cast(arr.dtype, want, casting="safe"):
+            return arr.astype(want)  # numpy-only dtypes (float16, int16, uint16) have no tensor-JSON name
+        accepted = ", ".join((spec.dtype, *WIDENS_FROM[spec.dtype]))
         raise InputError(
             f"input {spec.name!r}: dtype {arr.dtype} given, expected {spec.dtype} {_shape_str(spec.shape)} "
-            f"({arr.dtype} -> {spec.dtype} would lose information; convert it explicitly)"
+            f"(accepted: {accepted}; convert it explicitly)"
         )
     # Python scalars and (nested) lists: the values must fit the dtype exactly.
     try:

@@ -10,7 +10,12 @@ A batch is cut when it holds ``max_batch`` rows, when its oldest request has wai
 soon as no other request for the model is on its way in (being received and decoded, see ``arriving``):
 a lone request never waits for company that is not coming, and requests that queue while the model is
 busy join the next batch without waiting at all. If a merged run fails, each of its requests is run
-alone, so a failing request fails alone.
+alone, so a failing request fails alone. A merged batch also stays within the request limits
+(``limits.Limits``): its elements and string bytes, summed, are at most what one request may carry.
+
+A request that finds the model idle (nothing queued, nothing on its way in, a run slot free) runs at once
+on its caller's thread: no hand-off to a worker and back, which is most of the cost of the hop for a small
+model. Requests that come while it runs queue and merge as above.
 """
 
 from __future__ import annotations
@@ -26,8 +31,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from onnxpipe_runtime.errors import PipelineError
+from onnxpipe_runtime.errors import PipelineError, RunError
 from onnxpipe_runtime.pipeline import Pipeline
+from onnxpipe_runtime.serve.limits import Limits
 from onnxpipe_runtime.serve.status import RequestError, from_pipeline_error
 from onnxpipe_runtime.signature import Signature
 
@@ -72,11 +78,13 @@ def batch_axis(signature: Signature) -> tuple[str | None, str]:
 @dataclass(frozen=True)
 class BatchPolicy:
     """``max_batch`` rows per run (1: no batching), ``max_delay`` seconds a request may wait for others,
-    ``max_queue`` requests waiting per model before new ones are refused (RESOURCE_EXHAUSTED)."""
+    ``max_queue`` requests waiting per model before new ones are refused (RESOURCE_EXHAUSTED), ``limits`` on
+    the elements and string bytes of one merged run."""
 
     max_batch: int = 32
     max_delay: float = 0.002
     max_queue: int = 256
+    limits: Limits = field(default_factory=Limits)
 
 
 @dataclass(eq=False)  # identity: two jobs are never "equal" (and arrays do not compare to a bool)
@@ -85,6 +93,8 @@ class _Job:
     rows: int
     key: Hashable
     arrival: float
+    elements: int = 0
+    string_bytes: int = 0
     future: Future[Outputs] = field(default_factory=Future)
 
 
@@ -113,6 +123,8 @@ class Batcher:
         self._cond = threading.Condition()
         self._closed = False
         self._arriving = 0
+        self._running = 0  # runs of this model going on (workers and callers running inline)
+        self._workers = workers
         batched = {s.name for s in pipe.signature.inputs if axis is not None and s.shape[:1] == (axis,)}
         self._batched_inputs = frozenset(batched)
         self.runs = 0  # model runs, for tests and logs (merged runs that failed count too)
@@ -141,21 +153,44 @@ class Batcher:
                 self._arriving -= 1
                 self._cond.notify_all()
 
-    def submit(self, feeds: Mapping[str, np.ndarray]) -> Future[Outputs]:
-        """Queue validated inputs; the future resolves to the outputs or a RequestError."""
+    def submit(
+        self, feeds: Mapping[str, np.ndarray], elements: int = 0, string_bytes: int = 0, inline: bool = False
+    ) -> Future[Outputs]:
+        """Queue validated inputs (``elements`` and ``string_bytes``: their size, for the batch limits); the
+        future resolves to the outputs or a RequestError. ``inline``: when the model is idle and no other
+        request is queued or arriving, run now on this thread (the future is then done on return). Called
+        inside the request's own ``arriving()``."""
         job = self._job(dict(feeds))
+        job.elements, job.string_bytes = elements, string_bytes
         with self._cond:
             if self._closed:
                 raise RequestError("CLOSED", f"model {self.name!r}: the server is shutting down")
-            if len(self._queue) >= self.policy.max_queue:
-                raise RequestError(
-                    "OVERLOADED",
-                    f"model {self.name!r}: {len(self._queue)} requests already queued (limit --max-queue "
-                    f"{self.policy.max_queue}); retry later",
-                )
-            self._queue.append(job)
-            self._cond.notify()
+            if (inline and not self._queue and self._arriving <= 1 and self._running < self._workers
+                    and self._slots.acquire(blocking=False)):
+                self._running += 1
+            else:
+                job = self._enqueue(job)
+                return job.future
+        try:
+            self._run_alone(job)
+        finally:
+            self._slots.release()
+            with self._cond:
+                self._running -= 1
+                self._cond.notify_all()
         return job.future
+
+    def _enqueue(self, job: _Job) -> _Job:
+        """Queue ``job`` (called holding the lock); OVERLOADED when the queue is full."""
+        if len(self._queue) >= self.policy.max_queue:
+            raise RequestError(
+                "OVERLOADED",
+                f"model {self.name!r}: {len(self._queue)} requests already queued (limit --max-queue "
+                f"{self.policy.max_queue}); retry later",
+            )
+        self._queue.append(job)
+        self._cond.notify()
+        return job
 
     def _job(self, feeds: dict[str, np.ndarray]) -> _Job:
         now = time.monotonic()
@@ -183,14 +218,21 @@ class Batcher:
                         self._cond.wait()
                     if not self._queue:
                         return
-                    try:
-                        batch = self._take()
-                    except BaseException:
-                        batch = list(self._queue)  # the queue's state is unknown: answer everyone, hang no one
-                        self._queue.clear()
-                        raise
+                # a slot first, then the batch: requests keep joining it while the model is busy
                 with self._slots:
-                    self._run(batch)
+                    with self._cond:
+                        try:
+                            batch = self._take()
+                        except BaseException:
+                            batch = list(self._queue)  # the queue's state is unknown: answer everyone, hang no one
+                            self._queue.clear()
+                            raise
+                        self._running += 1
+                    try:
+                        self._run(batch)
+                    finally:
+                        with self._cond:
+                            self._running -= 1
             except BaseException as e:
                 log.exception("model %r: batch of %d failed unexpectedly", self.name, len(batch))
                 for job in batch:
@@ -206,12 +248,16 @@ class Batcher:
             if not self.batching or first.rows == 0 or first.rows >= self.policy.max_batch:
                 return [self._queue.popleft()]
             deadline = first.arrival + self.policy.max_delay
-            chosen, rows, full = [], 0, False
+            limits = self.policy.limits
+            chosen, rows, elements, strings, full = [], 0, 0, 0, False
             for job in self._queue:
                 if job.key == first.key and job.rows > 0:
-                    if rows + job.rows <= self.policy.max_batch:
+                    fits = (rows + job.rows <= self.policy.max_batch
+                            and elements + job.elements <= limits.max_elements
+                            and strings + job.string_bytes <= limits.max_string_bytes)
+                    if fits or not chosen:
                         chosen.append(job)
-                        rows += job.rows
+                        rows, elements, strings = rows + job.rows, elements + job.elements, strings + job.string_bytes
                     else:
                         full = True  # the next one waiting does not fit: waiting gains nothing
             now = time.monotonic()
@@ -269,6 +315,15 @@ class Batcher:
             _resolve(job, self.pipe.run(job.feeds))
             self.requests += 1
             self.rows += job.rows
+        except RunError as e:
+            empty = next((n for n, a in job.feeds.items() if a.size == 0), None)
+            if empty is None:
+                _fail(job, from_pipeline_error(e))
+            else:  # the graph cannot run on no data: the request's fault, not the server's
+                shape = list(job.feeds[empty].shape)
+                _fail(job, RequestError(
+                    "INVALID_INPUT", f"input {empty!r}: shape {shape} has no elements, and model {self.name!r} "
+                                     f"cannot run on an empty tensor ({e})"))
         except PipelineError as e:
             _fail(job, from_pipeline_error(e))
 

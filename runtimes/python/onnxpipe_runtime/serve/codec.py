@@ -1,20 +1,21 @@
 """Tensors between the Open Inference Protocol and numpy: datatypes, typed ``contents``, raw bytes.
 
 Raw data is little-endian and row-major; a BYTES tensor's raw data is, per element, a 4-byte little-endian
-length followed by that many bytes. Nothing is allocated from a client's claimed shape before the data
-actually sent has been checked against it, so a malformed request costs no more memory than its size.
+length followed by that many bytes. Nothing is allocated from a client's claimed shape before the shape has
+been checked against the limits (``limits.Budget``) and the data actually sent, so a malformed request costs
+no more memory than its size; raw numeric data is used in place (a read-only view of the request), not copied.
 """
 
 from __future__ import annotations
 
-import math
 import struct
 from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
-from onnxpipe_runtime.serve.status import RequestError
+from onnxpipe_runtime.serve.limits import Budget, Limits
+from onnxpipe_runtime.serve.status import RequestError, clip
 from onnxpipe_runtime.signature import TensorSpec
 
 __all__ = ["DATATYPES", "datatype_of", "decode_input", "encode_output", "metadata_shape", "pack_bytes", "unpack_bytes"]
@@ -131,24 +132,33 @@ def _strings(name: str, elements: Sequence[bytes]) -> list[str]:
     return out
 
 
-def decode_input(spec: TensorSpec, tensor: Any, raw: bytes | None) -> np.ndarray:
+def decode_input(spec: TensorSpec, tensor: Any, raw: bytes | None, budget: Budget | None = None) -> np.ndarray:
     """One request input -> an array of the spec's dtype and the tensor's shape.
 
     ``tensor`` is a ``ModelInferRequest.InferInputTensor``; ``raw`` its ``raw_input_contents`` entry or None
-    when the request sends typed ``contents``. Raises RequestError(INVALID_INPUT) naming the input.
+    when the request sends typed ``contents``; ``budget`` the request's limits (default: spec/limits.json's),
+    charged before allocating.
+    Raises RequestError(INVALID_INPUT, or TOO_LARGE over a limit) naming the input. A raw numeric input is
+    a read-only view of ``raw``.
     """
     name = spec.name
     want = DATATYPES[spec.dtype]
     if tensor.datatype != want:
-        raise RequestError(
-            "INVALID_INPUT", f"input {name!r}: datatype {tensor.datatype or '(empty)'} given, expected {_describe(spec)}"
-        )
+        given = clip(tensor.datatype, quote=False) if tensor.datatype else "(empty)"
+        raise RequestError("INVALID_INPUT", f"input {name!r}: datatype {given} given, expected {_describe(spec)}")
     shape = list(tensor.shape)
     if any(d < 0 for d in shape):
-        raise RequestError("INVALID_INPUT", f"input {name!r}: shape {shape} has a negative dimension")
-    count = math.prod(shape)
+        raise RequestError("INVALID_INPUT", f"input {name!r}: shape {_clip_shape(shape)} has a negative dimension")
+    if len(shape) != len(spec.shape):
+        raise RequestError(
+            "INVALID_INPUT",
+            f"input {name!r}: rank {len(shape)} (shape {_clip_shape(shape)}) given, expected {_describe(spec)}",
+        )
+    budget = budget if budget is not None else Budget(Limits())
+    count = budget.elements(name, shape)
     if raw is not None:
         if want == "BYTES":
+            budget.string_bytes(name, max(0, len(raw) - 4 * count))
             return _object_array(_strings(name, unpack_bytes(name, raw, count)), shape)
         dt = _NUMPY[want]
         if len(raw) != count * dt.itemsize:
@@ -162,12 +172,18 @@ def decode_input(spec: TensorSpec, tensor: Any, raw: bytes | None) -> np.ndarray
                 raise RequestError(
                     "INVALID_INPUT", f"input {name!r}: raw BOOL element {int(bad[0])} is {raw[bad[0]]}; expected 0 or 1"
                 )
-        # a private, native-order, writable copy: the request buffer is not ours to keep
-        return np.frombuffer(raw, dtype=dt).astype(dt.newbyteorder("="), copy=True).reshape(shape)
-    return _decode_typed(spec, tensor, shape, count)
+        view = np.frombuffer(raw, dtype=dt)  # read-only: nothing downstream writes into inputs
+        if not dt.isnative:  # a big-endian host: one copy into native order
+            view = view.astype(dt.newbyteorder("="))
+        return view.reshape(shape)
+    return _decode_typed(spec, tensor, shape, count, budget)
 
 
-def _decode_typed(spec: TensorSpec, tensor: Any, shape: list[int], count: int) -> np.ndarray:
+def _clip_shape(shape: list[int]) -> str:
+    return str(shape) if len(shape) <= 8 else f"[{', '.join(map(str, shape[:8]))}, ...] ({len(shape)} dims)"
+
+
+def _decode_typed(spec: TensorSpec, tensor: Any, shape: list[int], count: int, budget: Budget) -> np.ndarray:
     name, want = spec.name, DATATYPES[spec.dtype]
     field = CONTENTS_FIELD[want]
     contents = tensor.contents
@@ -183,7 +199,9 @@ def _decode_typed(spec: TensorSpec, tensor: Any, shape: list[int], count: int) -
             f"input {name!r}: contents.{field} has {len(values)} value(s), shape {shape} needs {count}",
         )
     if want == "BYTES":
-        return _object_array(_strings(name, list(values)), shape)
+        elements = list(values)
+        budget.string_bytes(name, sum(len(b) for b in elements))
+        return _object_array(_strings(name, elements), shape)
     dt = _NUMPY[want].newbyteorder("=")
     if field in ("int_contents", "uint_contents") and dt.itemsize < 4 and count:
         wide = np.array(values, dtype=np.int64)

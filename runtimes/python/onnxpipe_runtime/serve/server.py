@@ -5,6 +5,10 @@
 
 The service is ``inference.GRPCInferenceService`` (proto/grpc_service.proto), beside the standard health
 service (``grpc.health.v1.Health``) and server reflection. Every model's metadata comes from its manifest.
+
+Its handlers take the request as bytes and parse it themselves (a generic handler without a deserializer):
+a request that is not a valid message is refused as INVALID_INPUT like any other bad request, with one log
+line, and grpcio's own deserialization path (which leaks on failure) is never used.
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import time
 from collections.abc import Callable, Mapping
 from concurrent import futures
 from dataclasses import dataclass, field
@@ -21,6 +26,7 @@ from typing import Any, TypeVar
 import grpc
 import numpy as np
 from google.protobuf import descriptor_pb2, descriptor_pool
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2
 
@@ -29,10 +35,11 @@ from onnxpipe_runtime.errors import InputError, PipelineError
 from onnxpipe_runtime.pipeline import Pipeline
 from onnxpipe_runtime.serve import codec
 from onnxpipe_runtime.serve._proto import grpc_service_pb2 as pb
-from onnxpipe_runtime.serve._proto import grpc_service_pb2_grpc as pb_grpc
 from onnxpipe_runtime.serve.auth import TokenInterceptor
 from onnxpipe_runtime.serve.batching import Batcher, BatchPolicy, Outputs, batch_axis
-from onnxpipe_runtime.serve.status import CODE_METADATA_KEY, RequestError, from_pipeline_error
+from onnxpipe_runtime.serve.limits import DEFAULT_MAX_ELEMENTS, DEFAULT_MAX_STRING_BYTES, Budget, Limits
+from onnxpipe_runtime.serve.memory import RejectLog, Trimmer
+from onnxpipe_runtime.serve.status import CODE_METADATA_KEY, RequestError, clip, from_pipeline_error
 from onnxpipe_runtime.threads import default_threads
 
 __all__ = ["ConfigError", "Server", "ServeOptions", "SERVICE_NAME", "MODEL_VERSION"]
@@ -62,6 +69,8 @@ class ServeOptions:
     max_delay_ms: float = 2.0
     max_queue: int = 256
     max_message_mb: int = 64
+    max_elements: int = DEFAULT_MAX_ELEMENTS  # per request and per merged batch (spec/limits.json)
+    max_string_bytes: int = DEFAULT_MAX_STRING_BYTES
     token: str | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -74,7 +83,8 @@ class ServeOptions:
     precision: str | None = None
 
     def check(self) -> None:
-        for name in ("max_batch", "max_queue", "max_message_mb", "workers", "rpc_threads"):
+        for name in ("max_batch", "max_queue", "max_message_mb", "max_elements", "max_string_bytes", "workers",
+                     "rpc_threads"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')}: expected a whole number >= 1, got {getattr(self, name)}")
         if self.max_delay_ms < 0 or self.grace_s < 0:
@@ -98,94 +108,166 @@ class _Model:
 T = TypeVar("T")
 
 
-def _rpc(method: Callable[..., T]) -> Callable[..., T]:
-    """Turn every failure into a gRPC status carrying the onnxpipe code; nothing escapes as a crash."""
+def _rpc(request_type: Any) -> Callable[[Callable[..., T]], Callable[..., Any]]:
+    """Parse the request bytes as ``request_type`` and turn every failure into a gRPC status carrying the
+    onnxpipe code, with one (rate-limited) log line and no traceback; nothing escapes as a crash."""
 
-    @functools.wraps(method)
-    def wrapper(self: _Servicer, request: Any, context: grpc.ServicerContext) -> T:
+    def decorate(method: Callable[..., T]) -> Callable[..., Any]:
+        @functools.wraps(method)
+        def wrapper(self: _Servicer, data: bytes, context: grpc.ServicerContext) -> Any:
+            try:
+                return _answer(self, method, request_type, data, context)
+            finally:
+                self.trimmer.note(len(data))
+
+        wrapper.request_type = request_type  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorate
+
+
+def _answer(servicer: _Servicer, method: Callable[..., Any], request_type: Any, data: bytes,
+            context: grpc.ServicerContext) -> Any:
+    try:
         try:
-            return method(self, request, context)
-        except RequestError as e:
-            err = e
-        except PipelineError as e:
-            err = from_pipeline_error(e)
-        except Exception as e:
-            log.exception("%s failed unexpectedly", method.__name__)
-            err = RequestError("RUNTIME", f"internal error in {method.__name__}: {type(e).__name__}: {e}")
-        context.set_trailing_metadata(((CODE_METADATA_KEY, err.code),))
-        context.abort(err.grpc_status, err.details)
-        raise AssertionError("unreachable: context.abort raises")  # pragma: no cover
+            request = request_type.FromString(data)
+        except DecodeError as e:
+            raise RequestError(
+                "INVALID_INPUT", f"the request ({len(data):,} bytes) is not a valid {request_type.DESCRIPTOR.name} message"
+            ) from e
+        return method(servicer, request, context)
+    except RequestError as e:
+        err = e
+    except PipelineError as e:
+        err = from_pipeline_error(e)
+    except Exception as e:  # a bug of ours: one line (the traceback at DEBUG), the client gets INTERNAL
+        log.debug("%s failed unexpectedly", method.__name__, exc_info=True)
+        err = RequestError("RUNTIME", f"internal error in {method.__name__}: {type(e).__name__}: {e}")
+    servicer.refused(logging.ERROR if err.code == "RUNTIME" else logging.INFO,
+                     "%s refused: %s", method.__name__, err.details)
+    context.set_trailing_metadata(((CODE_METADATA_KEY, err.code),))
+    context.abort(err.grpc_status, err.details)
+    raise AssertionError("unreachable: context.abort raises")  # pragma: no cover
 
-    return wrapper
 
+class _Servicer:
+    """The inference service; each public method is one RPC (bytes in, a response message or bytes out)."""
 
-class _Servicer(pb_grpc.GRPCInferenceServiceServicer):
-    def __init__(self, models: dict[str, _Model], max_message: int):
+    RPCS = ("ServerLive", "ServerReady", "ModelReady", "ServerMetadata", "ModelMetadata", "ModelInfer")
+
+    def __init__(self, models: dict[str, _Model], max_message: int, limits: Limits):
         self._models = models
         self._max_message = max_message
+        self._limits = limits
         self.stopping = threading.Event()
+        self.refused = RejectLog(log)
+        self.trimmer = Trimmer()
+        self._inflight = 0  # ModelInfer calls accepted (begun before stopping) and not yet answered
+        self._idle = threading.Condition()
+        #: test hook: called with the model name on the RPC thread once an inference request is accepted
+        self.on_accepted: Callable[[str], None] | None = None
+
+    def handler(self) -> grpc.GenericRpcHandler:
+        def serialize(response: Any) -> bytes:
+            return response if isinstance(response, bytes) else response.SerializeToString()
+
+        handlers = {
+            name: grpc.unary_unary_rpc_method_handler(getattr(self, name), response_serializer=serialize)
+            for name in self.RPCS
+        }
+        return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)
+
+    def drain(self, timeout: float) -> bool:
+        """Refuse new inference calls (UNAVAILABLE) and wait up to ``timeout`` s for the accepted ones."""
+        end = time.monotonic() + timeout
+        with self._idle:
+            self.stopping.set()
+            while self._inflight:
+                left = end - time.monotonic()
+                if left <= 0:
+                    return False
+                self._idle.wait(left)
+        return True
 
     # -- health and metadata -------------------------------------------------------------------------------
-    @_rpc
+    @_rpc(pb.ServerLiveRequest)
     def ServerLive(self, request: Any, context: grpc.ServicerContext) -> Any:
         return pb.ServerLiveResponse(live=True)
 
-    @_rpc
+    @_rpc(pb.ServerReadyRequest)
     def ServerReady(self, request: Any, context: grpc.ServicerContext) -> Any:
         return pb.ServerReadyResponse(ready=not self.stopping.is_set())
 
-    @_rpc
+    @_rpc(pb.ModelReadyRequest)
     def ModelReady(self, request: Any, context: grpc.ServicerContext) -> Any:
         # a probe: an unknown model or version is "not ready", not an error (as Triton answers)
         known = request.name in self._models and request.version in ("", MODEL_VERSION)
         return pb.ModelReadyResponse(ready=known and not self.stopping.is_set())
 
-    @_rpc
+    @_rpc(pb.ServerMetadataRequest)
     def ServerMetadata(self, request: Any, context: grpc.ServicerContext) -> Any:
         return pb.ServerMetadataResponse(name="onnxpipe", version=__version__, extensions=[])
 
-    @_rpc
+    @_rpc(pb.ModelMetadataRequest)
     def ModelMetadata(self, request: Any, context: grpc.ServicerContext) -> Any:
         return self._model(request.name, request.version).metadata
 
     # -- inference -----------------------------------------------------------------------------------------
-    @_rpc
-    def ModelInfer(self, request: Any, context: grpc.ServicerContext) -> Any:
+    @_rpc(pb.ModelInferRequest)
+    def ModelInfer(self, request: Any, context: grpc.ServicerContext) -> bytes:
+        with self._idle:
+            if self.stopping.is_set():
+                raise RequestError("CLOSED", "the server is shutting down; retry on another instance")
+            self._inflight += 1
+        try:
+            if self.on_accepted is not None:
+                self.on_accepted(request.model_name)
+            return self._infer(request, context)
+        finally:
+            with self._idle:
+                self._inflight -= 1
+                if not self._inflight:
+                    self._idle.notify_all()
+
+    def _infer(self, request: Any, context: grpc.ServicerContext) -> bytes:
         model = self._model(request.model_name, request.model_version)
+        budget = Budget(self._limits)
         with model.batcher.arriving():  # a batch being formed waits for this request
             raw_in = len(request.raw_input_contents) > 0
-            arrays = self._inputs(model, request, raw_in)
+            arrays = self._inputs(model, request, raw_in, budget)
             wanted = self._requested_outputs(model, request)
             raw_out = self._raw_outputs(request, raw_in)
             try:
                 feeds = model.pipe.validate(arrays)
             except InputError as e:
                 raise from_pipeline_error(e) from e
-            future = model.batcher.submit(feeds)
-        outputs = self._wait(model, future, context)
+            future = model.batcher.submit(feeds, budget.used_elements, budget.used_string_bytes, inline=True)
+        outputs = future.result() if future.done() else self._wait(model, future, context)
         response = pb.ModelInferResponse(model_name=model.name, model_version=MODEL_VERSION, id=request.id)
         for name in wanted:
             data = codec.encode_output(name, np.asarray(outputs[name]), response.outputs.add(), raw_out)
             if data is not None:
                 response.raw_output_contents.append(data)
-        size = response.ByteSize()
-        if size > self._max_message:
+        out = response.SerializeToString()
+        if len(out) > self._max_message:
             raise RequestError(
                 "OVERLOADED",
-                f"model {model.name!r}: the response is {size / _MB:.1f} MB, above --max-message-mb "
+                f"model {model.name!r}: the response is {len(out) / _MB:.1f} MB, above --max-message-mb "
                 f"{self._max_message // _MB}; request fewer rows or outputs",
             )
-        return response
+        return out
 
     def _model(self, name: str, version: str) -> _Model:
         model = self._models.get(name)
         if model is None:
-            raise RequestError("NOT_FOUND", f"unknown model {name!r}; this server serves {sorted(self._models)}")
+            raise RequestError("NOT_FOUND", f"unknown model {clip(name)}; this server serves {sorted(self._models)}")
         if version not in ("", MODEL_VERSION):
-            raise RequestError("NOT_FOUND", f"model {name!r} has no version {version!r}; versions: [{MODEL_VERSION!r}]")
+            raise RequestError(
+                "NOT_FOUND", f"model {name!r} has no version {clip(version)}; versions: [{MODEL_VERSION!r}]"
+            )
         return model
 
-    def _inputs(self, model: _Model, request: Any, raw_in: bool) -> dict[str, np.ndarray]:
+    def _inputs(self, model: _Model, request: Any, raw_in: bool, budget: Budget) -> dict[str, np.ndarray]:
         specs = {s.name: s for s in model.pipe.signature.inputs}
         if raw_in and len(request.raw_input_contents) != len(request.inputs):
             raise RequestError(
@@ -198,7 +280,7 @@ class _Servicer(pb_grpc.GRPCInferenceServiceServicer):
             spec = specs.get(tensor.name)
             if spec is None:
                 raise RequestError(
-                    "INVALID_INPUT", f"unknown input {tensor.name!r}; model {model.name!r} expects {list(specs)}"
+                    "INVALID_INPUT", f"unknown input {clip(tensor.name)}; model {model.name!r} expects {list(specs)}"
                 )
             if tensor.name in arrays:
                 raise RequestError("INVALID_INPUT", f"input {tensor.name!r} is given twice")
@@ -208,7 +290,8 @@ class _Servicer(pb_grpc.GRPCInferenceServiceServicer):
                     f"input {tensor.name!r} has typed contents in a request that uses raw_input_contents; "
                     "the protocol allows one or the other",
                 )
-            arrays[tensor.name] = codec.decode_input(spec, tensor, request.raw_input_contents[i] if raw_in else None)
+            raw = request.raw_input_contents[i] if raw_in else None
+            arrays[tensor.name] = codec.decode_input(spec, tensor, raw, budget)
         return arrays
 
     def _requested_outputs(self, model: _Model, request: Any) -> list[str]:
@@ -218,7 +301,9 @@ class _Servicer(pb_grpc.GRPCInferenceServiceServicer):
         wanted: list[str] = []
         for o in request.outputs:
             if o.name not in names:
-                raise RequestError("NOT_FOUND", f"unknown output {o.name!r}; model {model.name!r} has outputs {names}")
+                raise RequestError(
+                    "NOT_FOUND", f"unknown output {clip(o.name)}; model {model.name!r} has outputs {names}"
+                )
             if o.name in wanted:
                 raise RequestError("INVALID_INPUT", f"output {o.name!r} is requested twice")
             wanted.append(o.name)
@@ -229,7 +314,8 @@ class _Servicer(pb_grpc.GRPCInferenceServiceServicer):
         """Raw when asked (``binary_data_output`` / ``binary_data``), else the same form as the inputs."""
         asked: dict[str, bool] = {}
         places = [("request parameter 'binary_data_output'", request.parameters, "binary_data_output")]
-        places += [(f"output {o.name!r} parameter 'binary_data'", o.parameters, "binary_data") for o in request.outputs]
+        places += [(f"output {clip(o.name)} parameter 'binary_data'", o.parameters, "binary_data")
+                   for o in request.outputs]
         for where, params, key in places:
             if key in params:
                 p = params[key]
@@ -313,10 +399,12 @@ class Server:
         total = opts.threads if opts.threads is not None else default_threads()
         self.threads_per_run = max(1, total // opts.workers)
         self._slots = threading.BoundedSemaphore(opts.workers)
+        limits = Limits(max_elements=opts.max_elements, max_string_bytes=opts.max_string_bytes)
         policy = BatchPolicy(
             max_batch=opts.max_batch if opts.batching else 1,
             max_delay=opts.max_delay_ms / 1000.0,
             max_queue=opts.max_queue,
+            limits=limits,
         )
         self.models: dict[str, _Model] = {}
         try:
@@ -329,6 +417,9 @@ class Server:
                                          precision=opts.precision)
                     log.info("model %r: model stage on %s %s (%s)", name, pipe.accelerator, pipe.precision or "",
                              ", ".join(f"{k}: {v}" for k, v in pipe.placement.items()))
+                if pipe.manifest is None:
+                    log.warning("model %r: %s has no onnxpipe manifest (plain ONNX): serving it with the signature "
+                                "ONNX Runtime reports", name, path)
                 axis, why = batch_axis(pipe.signature) if opts.batching else (None, "--no-batching")
                 batcher = Batcher(name, pipe, axis, policy, self._slots, workers=opts.workers)
                 self.models[name] = _Model(name, pipe, batcher, _metadata(name, pipe))
@@ -340,7 +431,7 @@ class Server:
         except BaseException:
             self._close_models(0.0)
             raise
-        self._servicer = _Servicer(self.models, opts.max_message_mb * _MB)
+        self._servicer = _Servicer(self.models, opts.max_message_mb * _MB, limits)
         self._health = health.HealthServicer()
         self._server: grpc.Server | None = None
         self._stopped = threading.Event()
@@ -373,7 +464,7 @@ class Server:
             ],
             maximum_concurrent_rpcs=opts.rpc_threads + opts.max_queue,
         )
-        pb_grpc.add_GRPCInferenceServiceServicer_to_server(self._servicer, server)
+        server.add_generic_rpc_handlers((self._servicer.handler(),))
         health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
         services = (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME)
         reflection.enable_server_reflection(services, server, pool=_reflection_pool())
@@ -395,16 +486,25 @@ class Server:
         return self
 
     def stop(self, grace: float | None = None) -> None:
-        """Stop accepting, let in-flight requests finish (up to ``grace`` s, default --grace-s), release all."""
+        """Stop accepting, let in-flight requests finish (up to ``grace`` s, default --grace-s), release all.
+
+        Every inference call accepted before ``stop`` is answered; later ones get UNAVAILABLE from the
+        still-listening server while the accepted ones finish. Only then does gRPC itself shut down (it
+        cancels calls it has received but not yet handed over, so it must not stop while any can come in).
+        """
         with self._stop_lock:
             if self._stopped.is_set():
                 return
             grace = self.options.grace_s if grace is None else grace
-            self._servicer.stopping.set()
+            end = time.monotonic() + grace
             self._health.enter_graceful_shutdown()
+            if not self._servicer.drain(grace):
+                log.warning("stopping: requests still running after --grace-s %g; they are cancelled", grace)
             if self._server is not None:
-                self._server.stop(grace).wait(grace + 5.0)
-            self._close_models(grace)
+                left = max(0.0, end - time.monotonic())
+                self._server.stop(left).wait(left + 5.0)
+            self._close_models(max(0.0, end - time.monotonic()))
+            self._servicer.trimmer.close()
             self._stopped.set()
 
     def _close_models(self, timeout: float) -> None:
@@ -421,3 +521,12 @@ class Server:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+    @property
+    def on_accepted(self) -> Callable[[str], None] | None:
+        """Test hook: called (with the model name) on the RPC thread once an inference request is accepted."""
+        return self._servicer.on_accepted
+
+    @on_accepted.setter
+    def on_accepted(self, hook: Callable[[str], None] | None) -> None:
+        self._servicer.on_accepted = hook

@@ -14,13 +14,19 @@ from onnxpipe_runtime.errors import PipelineError
 if TYPE_CHECKING:
     import grpc
 
-__all__ = ["CODE_METADATA_KEY", "GRPC_STATUS", "RequestError", "from_pipeline_error"]
+__all__ = ["CODE_METADATA_KEY", "GRPC_STATUS", "MAX_DETAILS_BYTES", "RequestError", "clip", "from_pipeline_error"]
 
 CODE_METADATA_KEY = "onnxpipe-error-code"
+#: a status message travels in a trailer (gRPC's default metadata limit is 8 KiB, and non-ASCII is
+#: percent-encoded at up to 3x): longer messages are cut here, so the client still gets the onnxpipe code
+MAX_DETAILS_BYTES = 1024
+#: the longest client-given name (model, input, output, datatype) echoed in a message
+MAX_ECHO_CHARS = 200
 
 #: onnxpipe error code -> gRPC status code name (grpc.StatusCode.<name>)
 GRPC_STATUS: dict[str, str] = {
     "INVALID_INPUT": "INVALID_ARGUMENT",
+    "TOO_LARGE": "RESOURCE_EXHAUSTED",
     "NOT_FOUND": "NOT_FOUND",
     "OVERLOADED": "RESOURCE_EXHAUSTED",
     "UNAUTHENTICATED": "UNAUTHENTICATED",
@@ -48,7 +54,22 @@ class RequestError(Exception):
 
     @property
     def details(self) -> str:
-        return f"[{self.code}] {self.message}"
+        """``[CODE] message``, at most MAX_DETAILS_BYTES of UTF-8."""
+        text = f"[{self.code}] {self.message}"
+        raw = text.encode("utf-8")
+        if len(raw) <= MAX_DETAILS_BYTES:
+            return text
+        return raw[: MAX_DETAILS_BYTES - 20].decode("utf-8", "ignore") + f" ... ({len(raw):,} bytes)"
+
+
+def clip(value: object, quote: bool = True) -> str:
+    """``repr`` (or ``str``) of a client-given value, cut to MAX_ECHO_CHARS: a 20,000-character name cannot fill
+    the trailer."""
+    text = repr(value) if quote else str(value)
+    if len(text) <= MAX_ECHO_CHARS:
+        return text
+    size = f"{len(value):,} chars" if isinstance(value, (str, bytes)) else f"{len(text):,} chars as text"
+    return f"{text[:MAX_ECHO_CHARS]}... ({size})"
 
 
 def from_pipeline_error(e: PipelineError) -> RequestError:

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/onnxpipe/onnxpipe/runtimes/go/core"
 )
 
 // Many goroutines share one Pipeline, with different batch sizes and with and without the optional
@@ -128,7 +130,7 @@ func sameOutputs(got, want Outputs) error {
 	for _, name := range want.Names() {
 		g, _ := got.Tensor(name)
 		w, _ := want.Tensor(name)
-		if g.DType() != w.DType() || formatShape(g.Shape()) != formatShape(w.Shape()) || fmt.Sprintf("%#v", g.Values()) != fmt.Sprintf("%#v", w.Values()) {
+		if g.DType() != w.DType() || core.FormatShape(g.Shape()) != core.FormatShape(w.Shape()) || fmt.Sprintf("%#v", g.Values()) != fmt.Sprintf("%#v", w.Values()) {
 			err := fmt.Errorf("got %v %v, want %v %v", g, g.Values(), w, w.Values())
 			return fmt.Errorf("output %q: %w", name, err)
 		}

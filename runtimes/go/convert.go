@@ -3,6 +3,8 @@ package onnxpipe
 import (
 	"fmt"
 
+	"github.com/onnxpipe/onnxpipe/runtimes/go/core"
+
 	ort "github.com/yalue/onnxruntime_go"
 )
 
@@ -10,7 +12,7 @@ import (
 func toORT(t Tensor) (ort.Value, error) {
 	shape := ort.Shape(t.Shape())
 	if len(shape) == 0 {
-		switch d := t.data.(type) {
+		switch d := t.Values().(type) {
 		case []float32:
 			return ort.NewScalar(d[0])
 		case []float64:
@@ -29,7 +31,7 @@ func toORT(t Tensor) (ort.Value, error) {
 			return nil, runtimeErr("a string scalar (shape []) cannot be passed through onnxruntime_go v1.35.0; the graph would need shape [1]")
 		}
 	}
-	switch d := t.data.(type) {
+	switch d := t.Values().(type) {
 	case []float32:
 		return ort.NewTensor(shape, d)
 	case []float64:
@@ -55,7 +57,7 @@ func toORT(t Tensor) (ort.Value, error) {
 		}
 		return st, nil
 	}
-	return nil, inputErr("unsupported tensor %s", t.describe())
+	return nil, inputErr("unsupported tensor %s", t.Describe())
 }
 
 func newScalar(dtype DType) (ort.Value, error) {
@@ -90,40 +92,46 @@ func fromORT(v ort.Value) (Tensor, error) {
 	shape = append([]int64{}, shape...)
 	switch x := v.(type) {
 	case *ort.Tensor[float32]:
-		return Tensor{Float32, shape, x.GetData()}, nil
+		return core.FromValues(shape, x.GetData())
 	case *ort.Tensor[float64]:
-		return Tensor{Float64, shape, x.GetData()}, nil
+		return core.FromValues(shape, x.GetData())
 	case *ort.Tensor[int64]:
-		return Tensor{Int64, shape, x.GetData()}, nil
+		return core.FromValues(shape, x.GetData())
 	case *ort.Tensor[int32]:
-		return Tensor{Int32, shape, x.GetData()}, nil
+		return core.FromValues(shape, x.GetData())
 	case *ort.Tensor[uint8]:
-		return Tensor{Uint8, shape, x.GetData()}, nil
+		return core.FromValues(shape, x.GetData())
 	case *ort.Tensor[int8]:
-		return Tensor{Int8, shape, x.GetData()}, nil
+		return core.FromValues(shape, x.GetData())
 	case *ort.Tensor[bool]:
-		return Tensor{Bool, shape, x.GetData()}, nil
+		return core.FromValues(shape, x.GetData())
 	case *ort.Scalar[float32]:
-		return Tensor{Float32, shape, []float32{x.GetData()}}, nil
+		return core.FromValues(shape, []float32{x.GetData()})
 	case *ort.Scalar[float64]:
-		return Tensor{Float64, shape, []float64{x.GetData()}}, nil
+		return core.FromValues(shape, []float64{x.GetData()})
 	case *ort.Scalar[int64]:
-		return Tensor{Int64, shape, []int64{x.GetData()}}, nil
+		return core.FromValues(shape, []int64{x.GetData()})
 	case *ort.Scalar[int32]:
-		return Tensor{Int32, shape, []int32{x.GetData()}}, nil
+		return core.FromValues(shape, []int32{x.GetData()})
 	case *ort.Scalar[uint8]:
-		return Tensor{Uint8, shape, []uint8{x.GetData()}}, nil
+		return core.FromValues(shape, []uint8{x.GetData()})
 	case *ort.Scalar[int8]:
-		return Tensor{Int8, shape, []int8{x.GetData()}}, nil
+		return core.FromValues(shape, []int8{x.GetData()})
 	case *ort.Scalar[bool]:
-		return Tensor{Bool, shape, []bool{x.GetData()}}, nil
+		return core.FromValues(shape, []bool{x.GetData()})
 	case *ort.StringTensor:
 		if len(shape) == 0 { // GetContents sizes its result by the product of no dims: 0
 			s, err := x.GetElement(0)
-			return Tensor{String, shape, []string{s}}, err
+			if err != nil {
+				return Tensor{}, err
+			}
+			return core.FromValues(shape, []string{s})
 		}
 		s, err := x.GetContents()
-		return Tensor{String, shape, s}, err
+		if err != nil {
+			return Tensor{}, err
+		}
+		return core.FromValues(shape, s)
 	}
 	return Tensor{}, fmt.Errorf("ONNX Runtime returned %s of element type %v; supported: tensors of %v", v.GetONNXType(), v.DataType(), DTypes)
 }

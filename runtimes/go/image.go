@@ -7,6 +7,8 @@ import (
 	_ "image/jpeg"
 	_ "image/png"
 	"os"
+
+	"github.com/onnxpipe/onnxpipe/runtimes/go/core"
 )
 
 // FromImage returns img's pixels as uint8 RGB in height x width x channel order, shape [H, W, 3]: what
@@ -32,7 +34,8 @@ func FromImage(img image.Image) Tensor {
 			}
 		}
 	}
-	return Tensor{dtype: Uint8, shape: []int64{int64(h), int64(w), 3}, data: data}
+	t, _ := core.FromValues([]int64{int64(h), int64(w), 3}, data)
+	return t
 }
 
 // ImageFile decodes a PNG, JPEG or GIF file into uint8 [H, W, 3] (see FromImage). JPEG decoders differ
@@ -58,12 +61,12 @@ func Stack(ts ...Tensor) (Tensor, error) {
 	}
 	first := ts[0]
 	for i, t := range ts {
-		if t.dtype != first.dtype || formatShape(t.shape) != formatShape(first.shape) {
-			return Tensor{}, inputErr("Stack: tensor %d is %s, expected %s like tensor 0", i, t.describe(), first.describe())
+		if t.Describe() != first.Describe() {
+			return Tensor{}, inputErr("Stack: tensor %d is %s, expected %s like tensor 0", i, t.Describe(), first.Describe())
 		}
 	}
-	shape := append([]int64{int64(len(ts))}, first.shape...)
-	switch first.dtype {
+	shape := append([]int64{int64(len(ts))}, first.Shape()...)
+	switch first.DType() {
 	case Float32:
 		return stack[float32](ts, shape), nil
 	case Float64:
@@ -81,16 +84,17 @@ func Stack(ts ...Tensor) (Tensor, error) {
 	case String:
 		return stack[string](ts, shape), nil
 	}
-	return Tensor{}, inputErr("Stack: tensor 0 is %s", first.describe())
+	return Tensor{}, inputErr("Stack: tensor 0 is %s", first.Describe())
 }
 
 func stack[T Element | string](ts []Tensor, shape []int64) Tensor {
 	var data []T
 	for _, t := range ts {
-		data = append(data, t.data.([]T)...)
+		data = append(data, t.Values().([]T)...)
 	}
 	if data == nil {
 		data = []T{}
 	}
-	return Tensor{dtype: DTypeOf[T](), shape: shape, data: data}
+	t, _ := core.FromValues(shape, data)
+	return t
 }

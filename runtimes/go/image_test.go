@@ -82,29 +82,3 @@ func TestImageIntoPipeline(t *testing.T) {
 		t.Errorf("pixel_sum = %v, want %d", sum, 4*3*3*255)
 	}
 }
-
-// Malformed documents give errors, never panics.
-func FuzzDecodeTensorJSON(f *testing.F) {
-	for _, seed := range []string{
-		`{"x": {"dtype": "float32", "shape": [1], "data": [1]}}`, `{}`, `{"x": {"dtype": "string", "shape": [], "data": [""]}}`,
-		`{"x": {"dtype": "int64", "shape": [9223372036854775807, 2], "data": []}}`, `{"x": {"dtype": "bool", "shape": [0], "data": null}}`,
-		`{"x": {"dtype": "uint8", "shape": [4294967296, 4294967296], "data": []}}`, `nul`, `{"x": null}`, `{"x": {"dtype": null, "shape": null, "data": null}}`,
-	} {
-		f.Add([]byte(seed))
-	}
-	f.Fuzz(func(t *testing.T, doc []byte) {
-		names, tensors, err := DecodeTensorJSON(doc)
-		if err != nil {
-			if !errors.Is(err, ErrInvalidInput) {
-				t.Fatalf("error %v does not wrap ErrInvalidInput", err)
-			}
-			return
-		}
-		for _, n := range names {
-			tt := tensors[n]
-			if c, _ := elementCount(tt.shape); int64(tt.Len()) != c {
-				t.Fatalf("tensor %q: %d values for shape %v", n, tt.Len(), tt.shape)
-			}
-		}
-	})
-}

@@ -42,9 +42,9 @@ func OutputData[T Element | string](o Outputs, name string) ([]T, error) {
 	if err != nil {
 		return nil, err
 	}
-	d, ok := t.data.([]T)
+	d, ok := t.Values().([]T)
 	if !ok {
-		return nil, inputErr("output %q is %s, not %s", name, t.describe(), DTypeOf[T]())
+		return nil, inputErr("output %q is %s, not %s", name, t.Describe(), DTypeOf[T]())
 	}
 	return d, nil
 }

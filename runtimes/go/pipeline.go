@@ -5,16 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"slices"
 	"sync"
 
+	"github.com/onnxpipe/onnxpipe/runtimes/go/core"
 	ort "github.com/yalue/onnxruntime_go"
 )
 
-const contribDomain = "ai.onnx.contrib"
-
-// Pipeline is a loaded onnxpipe file. Run is safe for concurrent use by many goroutines; Close releases
-// the ONNX Runtime sessions once running calls have finished.
+// Pipeline is a loaded onnxpipe file: one ONNX Runtime session, fed every input on every run (run-time
+// parameters the caller omits get the manifest's default). Run is safe for concurrent use by many
+// goroutines; Close releases the session once running calls have finished.
 type Pipeline struct {
 	path    string
 	sig     *Signature
@@ -23,15 +22,14 @@ type Pipeline struct {
 	mu       sync.RWMutex // Run holds it shared, Close exclusively
 	closed   bool
 	options  *ort.SessionOptions
-	sessMu   sync.Mutex
-	sessions map[uint64]*ort.DynamicAdvancedSession // by the set of optional inputs fed (bit i: optional input i)
-	optional []string                               // optional input names, in signature order
+	session  *ort.DynamicAdvancedSession
+	defaults []ort.Value // per signature input: the manifest default of an optional input, else nil
 }
 
 // Load opens an onnxpipe file (or a plain ONNX file) and prepares it to run. Errors wrap ErrModelLoad
-// (unreadable, corrupt, bad manifest, no ONNX Runtime library), ErrMissingExtension (the model needs
-// ai.onnx.contrib ops and the onnxruntime-extensions library is not available) or ErrInvalidInput
-// (bad option).
+// (unreadable, corrupt, bad manifest, manifest not matching the graph, no ONNX Runtime library),
+// ErrMissingExtension (the graph needs custom ops whose library is not available) or ErrInvalidInput (bad
+// option).
 func Load(path string, opts ...Option) (*Pipeline, error) {
 	var cfg config
 	for _, o := range opts {
@@ -51,67 +49,33 @@ func Load(path string, opts ...Option) (*Pipeline, error) {
 	if err := ensureEnvironment(cfg.ortLib); err != nil {
 		return nil, err
 	}
-	domains, headerErr := opsetDomains(path)
 	options, err := sessionOptions(threads)
 	if err != nil {
 		return nil, err
 	}
-	p := &Pipeline{path: path, threads: threads, options: options, sessions: map[uint64]*ort.DynamicAdvancedSession{}}
+	p := &Pipeline{path: path, threads: threads, options: options}
 	ok := false
 	defer func() {
 		if !ok {
 			p.release()
 		}
 	}()
-	if slices.Contains(domains, contribDomain) {
-		lib, err := findLibrary("onnxruntime-extensions library", cfg.extensionsLib, EnvExtensionsLib, extensionsGlobs)
-		if err != nil {
-			return nil, extensionErr("model file %q uses %s ops, but the %v%s", path, contribDomain, err, extensionsHint)
-		}
-		if err := options.RegisterCustomOpsLibrary(lib); err != nil {
-			return nil, extensionErr("model file %q uses %s ops, but ONNX Runtime cannot load the onnxruntime-extensions library %q: %v", path, contribDomain, lib, err)
-		}
-	}
-	if headerErr != nil {
-		// Let ONNX Runtime give the precise reason, but never report success on a file we cannot parse.
-		s, err := ort.NewDynamicAdvancedSession(path, nil, nil, options)
-		if err != nil {
-			return nil, loadErr("model file %q: ONNX Runtime cannot load it: %s", path, ortMessage(err))
-		}
-		s.Destroy()
-		return nil, loadErr("model file %q: not a readable ONNX ModelProto: %v", path, headerErr)
-	}
-	if p.sig, err = readSignature(path, options, domains); err != nil {
+	graph, err := readGraph(path, options, cfg.extensionsLib)
+	if err != nil {
 		return nil, err
 	}
-	if missing := missingDomains(p.sig.Domains, domains); len(missing) > 0 {
-		return nil, loadErr("model file %q: the manifest lists custom-op domains %v that the graph does not import", path, missing)
+	if p.sig, err = graph.signature(path); err != nil {
+		return nil, err
 	}
-	for _, in := range p.sig.Inputs {
-		if in.Optional {
-			p.optional = append(p.optional, in.Name)
-		}
+	p.session, err = ort.NewDynamicAdvancedSession(path, p.sig.inputNames(), p.sig.outputNames(), options)
+	if err != nil {
+		return nil, loadErr("model file %q: ONNX Runtime cannot load it: %s", path, ortMessage(err))
 	}
-	if len(p.optional) > 64 {
-		return nil, loadErr("model file %q: %d optional inputs; at most 64 are supported", path, len(p.optional))
-	}
-	// The session for the common call (required inputs only) is created now so that Load reports any
-	// problem with the graph itself.
-	if _, err := p.session(0); err != nil {
-		return nil, loadErr("model file %q: ONNX Runtime cannot load it: %v", path, err)
+	if p.defaults, err = defaultValues(p.sig); err != nil {
+		return nil, loadErr("model file %q: %v", path, err)
 	}
 	ok = true
 	return p, nil
-}
-
-func missingDomains(manifestDomains, graphDomains []string) []string {
-	var missing []string
-	for _, d := range manifestDomains {
-		if !slices.Contains(graphDomains, d) {
-			missing = append(missing, d)
-		}
-	}
-	return missing
 }
 
 func sessionOptions(threads int) (*ort.SessionOptions, error) {
@@ -136,97 +100,25 @@ func sessionOptions(threads int) (*ort.SessionOptions, error) {
 	return o, nil
 }
 
-// readSignature reads the manifest through ONNX Runtime's custom-metadata API, or falls back to ONNX
-// Runtime's input/output info for a plain ONNX file.
-func readSignature(path string, options *ort.SessionOptions, domains []string) (*Signature, error) {
-	probe, err := ort.NewDynamicAdvancedSession(path, nil, nil, options)
-	if err != nil {
-		return nil, loadErr("model file %q: ONNX Runtime cannot load it: %s", path, ortMessage(err))
-	}
-	defer probe.Destroy()
-	meta, err := probe.GetModelMetadata()
-	if err != nil {
-		return nil, loadErr("model file %q: cannot read its metadata: %v", path, err)
-	}
-	defer meta.Destroy()
-	text, found, err := meta.LookupCustomMetadataMap(ManifestKey)
-	if err != nil {
-		return nil, loadErr("model file %q: cannot read metadata %q: %v", path, ManifestKey, err)
-	}
-	if found {
-		return parseManifest(text, fmt.Sprintf("model file %q", path))
-	}
-	inputs, outputs, err := ort.GetInputOutputInfoWithOptions(path, options)
-	if err != nil {
-		return nil, loadErr("model file %q: cannot read its inputs and outputs: %v", path, err)
-	}
-	convert := func(infos []ort.InputOutputInfo) []ortInfo {
-		out := make([]ortInfo, len(infos))
-		for i, in := range infos {
-			out[i] = ortInfo{name: in.Name, ortType: in.String(), dims: in.Dimensions}
-			if in.OrtValueType == ort.ONNXTypeTensor {
-				out[i].dtype = dtypeFromORT(in.DataType)
-			}
-		}
-		return out
-	}
-	details, err := readGraphDetails(path)
-	if err != nil {
-		details = nil // ONNX Runtime read the file; without the details dims stay unnamed
-	}
-	return signatureFromORT(convert(inputs), convert(outputs), domains, details)
-}
-
-func dtypeFromORT(t ort.TensorElementDataType) DType {
-	switch t {
-	case ort.TensorElementDataTypeFloat:
-		return Float32
-	case ort.TensorElementDataTypeDouble:
-		return Float64
-	case ort.TensorElementDataTypeInt64:
-		return Int64
-	case ort.TensorElementDataTypeInt32:
-		return Int32
-	case ort.TensorElementDataTypeUint8:
-		return Uint8
-	case ort.TensorElementDataTypeInt8:
-		return Int8
-	case ort.TensorElementDataTypeBool:
-		return Bool
-	case ort.TensorElementDataTypeString:
-		return String
-	}
-	return ""
-}
-
-// session returns the ONNX Runtime session whose inputs are the required inputs plus the optional inputs
-// in mask. Each set of fed inputs needs its own session because onnxruntime_go fixes the input names of a
-// session at creation, and an omitted optional input must not be fed (ONNX Runtime then uses the
-// initializer). Sessions are created on first use and kept until Close.
-func (p *Pipeline) session(mask uint64) (*ort.DynamicAdvancedSession, error) {
-	p.sessMu.Lock()
-	defer p.sessMu.Unlock()
-	if s, ok := p.sessions[mask]; ok {
-		return s, nil
-	}
-	var names []string
-	k := 0
-	for _, in := range p.sig.Inputs {
+// defaultValues holds each optional input's manifest default as an ONNX Runtime value, made once: every
+// run feeds every input (spec/README.md, thresholds), so one session serves every call.
+func defaultValues(sig *Signature) ([]ort.Value, error) {
+	values := make([]ort.Value, len(sig.Inputs))
+	for i, in := range sig.Inputs {
 		if !in.Optional {
-			names = append(names, in.Name)
 			continue
 		}
-		if mask&(1<<k) != 0 {
-			names = append(names, in.Name)
+		t, err := in.DefaultValue()
+		if err != nil {
+			destroyAll(values)
+			return nil, fmt.Errorf("input %q: %v", in.Name, err)
 		}
-		k++
+		if values[i], err = toORT(t); err != nil {
+			destroyAll(values)
+			return nil, fmt.Errorf("input %q: default %v: %v", in.Name, t, err)
+		}
 	}
-	s, err := ort.NewDynamicAdvancedSession(p.path, names, p.sig.outputNames(), p.options)
-	if err != nil {
-		return nil, fmt.Errorf("cannot create a session for inputs %v: %s", names, ortMessage(err))
-	}
-	p.sessions[mask] = s
-	return s, nil
+	return values, nil
 }
 
 // Signature returns the pipeline's signature (a copy: changing it does not affect the pipeline).
@@ -235,10 +127,10 @@ func (p *Pipeline) Signature() *Signature { return p.sig.clone() }
 // Path returns the file the pipeline was loaded from.
 func (p *Pipeline) Path() string { return p.path }
 
-// Threads returns the intra-op threads of the pipeline's sessions.
+// Threads returns the intra-op threads of the pipeline's session.
 func (p *Pipeline) Threads() int { return p.threads }
 
-// Close releases the ONNX Runtime sessions after running calls have returned. Later Runs return
+// Close releases the ONNX Runtime session after running calls have returned. Later Runs return
 // ErrClosed; closing twice is a no-op.
 func (p *Pipeline) Close() error {
 	p.mu.Lock()
@@ -251,13 +143,13 @@ func (p *Pipeline) Close() error {
 }
 
 func (p *Pipeline) release() error {
-	p.sessMu.Lock()
-	defer p.sessMu.Unlock()
 	var errs []error
-	for k, s := range p.sessions {
-		errs = append(errs, s.Destroy())
-		delete(p.sessions, k)
+	if p.session != nil {
+		errs = append(errs, p.session.Destroy())
+		p.session = nil
 	}
+	destroyAll(p.defaults)
+	p.defaults = nil
 	if p.options != nil {
 		errs = append(errs, p.options.Destroy())
 		p.options = nil
@@ -270,8 +162,9 @@ func (p *Pipeline) release() error {
 
 // Run runs the pipeline on named inputs and returns every output in signature order. Inputs are checked
 // against the signature before ONNX Runtime is called (ErrInvalidInput names the input, what was given
-// and what is expected); optional inputs that are omitted keep their default. ctx is checked before and
-// after the ONNX Runtime call, and cancelling it during the call asks ONNX Runtime to stop.
+// and what is expected); a dtype listed in the input's widens_from (spec/dtypes.json) is converted;
+// optional inputs that are omitted get their manifest default. ctx is checked before and after the ONNX
+// Runtime call, and cancelling it during the call asks ONNX Runtime to stop.
 func (p *Pipeline) Run(ctx context.Context, inputs map[string]Tensor) (Outputs, error) {
 	if err := ctxErr(ctx); err != nil {
 		return Outputs{}, err
@@ -281,26 +174,24 @@ func (p *Pipeline) Run(ctx context.Context, inputs map[string]Tensor) (Outputs, 
 	if p.closed {
 		return Outputs{}, fmt.Errorf("%w: %q was closed", ErrClosed, p.path)
 	}
-	mask, err := p.validate(inputs)
+	given, err := p.validate(inputs)
 	if err != nil {
 		return Outputs{}, err
 	}
-	sess, err := p.session(mask)
-	if err != nil {
-		return Outputs{}, runtimeErr("model file %q: %v", p.path, err)
-	}
-	var values []ort.Value
-	defer func() { destroyAll(values) }()
-	for _, in := range p.sig.Inputs {
-		t, ok := inputs[in.Name]
-		if !ok {
+	values := make([]ort.Value, len(p.sig.Inputs))
+	owned := make([]ort.Value, 0, len(values))
+	defer func() { destroyAll(owned) }()
+	for i, in := range p.sig.Inputs {
+		if given[i].DType() == "" {
+			values[i] = p.defaults[i]
 			continue
 		}
-		v, err := toORT(t)
+		v, err := toORT(given[i])
 		if err != nil {
 			return Outputs{}, fmt.Errorf("input %q: %w", in.Name, err)
 		}
-		values = append(values, v)
+		values[i] = v
+		owned = append(owned, v)
 	}
 	outs := make([]ort.Value, len(p.sig.Outputs))
 	defer func() { destroyAll(outs) }()
@@ -312,20 +203,24 @@ func (p *Pipeline) Run(ctx context.Context, inputs map[string]Tensor) (Outputs, 
 			}
 		}
 	}
-	if err := runWithContext(ctx, sess, values, outs); err != nil {
+	if err := runWithContext(ctx, p.session, values, outs); err != nil {
 		if cerr := ctxErr(ctx); cerr != nil {
 			return Outputs{}, cerr
 		}
 		return Outputs{}, runtimeErr("ONNX Runtime failed on %q: %s", p.path, ortMessage(err))
 	}
+	return p.collect(ctx, outs)
+}
+
+func (p *Pipeline) collect(ctx context.Context, outs []ort.Value) (Outputs, error) {
 	result := Outputs{names: p.sig.outputNames(), tensors: make(map[string]Tensor, len(outs))}
 	for i, spec := range p.sig.Outputs {
 		t, err := fromORT(outs[i])
 		if err != nil {
 			return Outputs{}, runtimeErr("output %q: %v", spec.Name, err)
 		}
-		if t.dtype != spec.DType {
-			return Outputs{}, runtimeErr("output %q is %s, but the signature declares %s", spec.Name, t.describe(), spec.describe())
+		if t.DType() != spec.DType {
+			return Outputs{}, runtimeErr("output %q is %s, but the signature declares %s", spec.Name, t.Describe(), spec.describe())
 		}
 		result.tensors[spec.Name] = t
 	}
@@ -349,6 +244,8 @@ func ctxErr(ctx context.Context) error {
 	}
 	return nil
 }
+
+var errCancelled = core.ErrCancelled
 
 // runWithContext runs sess and, if ctx ends during the call, sets ONNX Runtime's terminate flag.
 func runWithContext(ctx context.Context, sess *ort.DynamicAdvancedSession, inputs, outputs []ort.Value) error {

@@ -1,9 +1,12 @@
 package onnxpipe
 
 import (
+	"strings"
+
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/onnxpipe/onnxpipe/runtimes/go/core"
 	"strconv"
 )
 
@@ -236,7 +239,7 @@ func parseManifest(text, where string) (*Signature, error) {
 				return nil, loadErr("%s: manifest names %q twice", where, s.Name)
 			}
 			seen[s.Name] = true
-			if !s.DType.valid() {
+			if !s.DType.Valid() {
 				return nil, loadErr("%s: manifest %s %q: dtype %q is not one of %v", where, group.kind, s.Name, s.DType, DTypes)
 			}
 			if s.Shape == nil {
@@ -289,69 +292,20 @@ func defaultTensor(s TensorSpec) (Tensor, error) {
 			}
 		}
 	}
-	obj := jsonTensor{DType: s.DType, Shape: shape, Data: make([]json.RawMessage, len(values))}
-	for i, v := range values {
-		b, _ := json.Marshal(v)
-		obj.Data[i] = b
+	doc := fmt.Sprintf(`{"default": {"dtype": %q, "shape": %s, "data": %s}}`, s.DType, shapeJSON(shape), listJSON(values))
+	_, tensors, err := core.ReadTensorJSON(strings.NewReader(doc), core.DefaultLimits())
+	if err != nil {
+		return Tensor{}, fmt.Errorf("default of %q: %v", s.Name, err)
 	}
-	return obj.decode("default of " + strconv.Quote(s.Name))
+	return tensors["default"], nil
 }
 
-// signatureFromORT builds the signature of a plain ONNX file from ONNX Runtime's info, adding what
-// onnxruntime_go does not expose when the graph can be read (details may be nil): dynamic dimension names and
-// the overridable initializers, as optional inputs with their values as defaults.
-func signatureFromORT(inputs, outputs []ortInfo, domains []string, details *graphDetails) (*Signature, error) {
-	sig := &Signature{Source: "onnxruntime", Domains: append([]string{}, domains...), Verification: "unknown"}
-	for _, group := range []struct {
-		kind string
-		info []ortInfo
-		dst  *[]TensorSpec
-	}{{"input", inputs, &sig.Inputs}, {"output", outputs, &sig.Outputs}} {
-		for _, in := range group.info {
-			if in.dtype == "" {
-				return nil, loadErr("%s %q: type %s is not supported; expected a tensor of one of %v", group.kind, in.name, in.ortType, DTypes)
-			}
-			spec := TensorSpec{Name: in.name, DType: in.dtype, Shape: make([]Dim, len(in.dims))}
-			var names []string
-			if details != nil {
-				names = details.dimNames[in.name]
-			}
-			for i, d := range in.dims {
-				spec.Shape[i] = Dim{Size: max(d, -1)}
-				if d < 0 && len(names) == len(in.dims) {
-					spec.Shape[i].Name = names[i]
-				}
-			}
-			*group.dst = append(*group.dst, spec)
-		}
-	}
-	if details != nil {
-		for _, o := range details.overridable {
-			if o.dtype == "" {
-				continue // not a tensor-JSON dtype: it cannot be fed, so it stays internal
-			}
-			spec := TensorSpec{Name: o.name, DType: o.dtype, Shape: make([]Dim, len(o.shape)), Optional: true, Default: json.RawMessage("null")}
-			for i, d := range o.shape {
-				spec.Shape[i] = Dim{Size: d}
-			}
-			if o.value != nil {
-				var value any = o.value
-				if len(o.shape) == 0 {
-					value = o.value[0]
-				}
-				if b, err := json.Marshal(value); err == nil {
-					spec.Default = b
-				}
-			}
-			sig.Inputs = append(sig.Inputs, spec)
-		}
-	}
-	return sig, nil
+func shapeJSON(shape []int64) string {
+	b, _ := json.Marshal(shape)
+	return string(b)
 }
 
-type ortInfo struct {
-	name    string
-	dtype   DType
-	ortType string
-	dims    []int64
+func listJSON(values []any) string {
+	b, _ := json.Marshal(values) // json.Number values keep their text
+	return string(b)
 }

@@ -5,78 +5,90 @@ import (
 	"slices"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/onnxpipe/onnxpipe/runtimes/go/core"
 )
 
-// validate checks inputs against the signature and returns the mask of optional inputs given.
-func (p *Pipeline) validate(inputs map[string]Tensor) (uint64, error) {
+// validate checks inputs against the signature and returns them in signature order, widened to the
+// declared dtype where spec/dtypes.json allows; an omitted optional input is the zero Tensor.
+func (p *Pipeline) validate(inputs map[string]Tensor) ([]Tensor, error) {
 	for name := range inputs {
 		if _, ok := p.sig.Input(name); !ok {
-			return 0, inputErr("unknown input %q; expected one of %v", name, p.sig.inputNames())
+			return nil, inputErr("unknown input %q; expected one of %v", core.Clip(name), p.sig.inputNames())
 		}
 	}
-	var mask uint64
-	dims := map[string]struct {
-		input string
-		size  int64
-	}{}
-	k := 0
-	for _, spec := range p.sig.Inputs {
-		t, given := inputs[spec.Name]
-		if spec.Optional {
-			if given {
-				mask |= 1 << k
-			}
-			k++
-		}
-		if !given {
+	given := make([]Tensor, len(p.sig.Inputs))
+	dims := map[string]namedDim{}
+	for i, spec := range p.sig.Inputs {
+		t, ok := inputs[spec.Name]
+		if !ok {
 			if !spec.Optional {
-				return 0, inputErr("missing input %q (%s); required: %v", spec.Name, spec.describe(), p.sig.Required())
+				return nil, inputErr("missing input %q (%s); required: %v", spec.Name, spec.describe(), p.sig.Required())
 			}
 			continue
 		}
-		if t.dtype == "" {
-			return 0, inputErr("input %q: an empty Tensor{} given, expected %s (build it with NewTensor)", spec.Name, spec.describe())
+		t, err := p.checkInput(spec, t, dims)
+		if err != nil {
+			return nil, err
 		}
-		if t.dtype != spec.DType {
-			return 0, inputErr("input %q: dtype %s given (shape %v), expected %s", spec.Name, t.dtype, formatShape(t.shape), spec.describe())
+		given[i] = t
+	}
+	return given, nil
+}
+
+// namedDim is the first input that fixed a named dimension, and its size.
+type namedDim struct {
+	input string
+	size  int64
+}
+
+func (p *Pipeline) checkInput(spec TensorSpec, t Tensor, dims map[string]namedDim) (Tensor, error) {
+	if t.DType() == "" {
+		return Tensor{}, inputErr("input %q: an empty Tensor{} given, expected %s (build it with NewTensor)", spec.Name, spec.describe())
+	}
+	if t.DType() != spec.DType {
+		widened, ok := core.Widen(t, spec.DType)
+		if !ok {
+			info, _ := spec.DType.Info()
+			return Tensor{}, inputErr("input %q: dtype %s given (shape %s), expected %s (or one of %v, widened losslessly)",
+				spec.Name, t.DType(), core.FormatShape(t.Shape()), spec.describe(), info.WidensFrom)
 		}
-		if t.dtype == String {
-			why := "onnxruntime_go passes strings to ONNX Runtime as C strings, which end there"
-			if slices.Contains(p.sig.Domains, contribDomain) {
-				why = "this pipeline's string ops (" + contribDomain + ") would silently drop everything after it"
-			}
-			if err := rejectNUL(spec.Name, t.Strings(), why); err != nil {
-				return 0, err
-			}
+		t = widened
+	}
+	if t.DType() == String {
+		why := "onnxruntime_go passes strings to ONNX Runtime as C strings, which end there"
+		if slices.Contains(p.sig.Domains, contribDomain) {
+			why = "this pipeline's string ops (" + contribDomain + ") would silently drop everything after it"
 		}
-		if err := checkRange(spec, t); err != nil {
-			return 0, err
-		}
-		if len(t.shape) != len(spec.Shape) {
-			return 0, inputErr("input %q: rank %d (shape %s) given, expected rank %d %s", spec.Name, len(t.shape), formatShape(t.shape), len(spec.Shape), spec.shapeString())
-		}
-		for axis, want := range spec.Shape {
-			got := t.shape[axis]
-			if !want.Dynamic() && want.Size != got {
-				return 0, inputErr("input %q: dimension %d is %d (shape %s), expected %d %s", spec.Name, axis, got, formatShape(t.shape), want.Size, spec.shapeString())
-			}
-			if want.Dynamic() && want.Name != "" {
-				seen, ok := dims[want.Name]
-				if !ok {
-					dims[want.Name] = struct {
-						input string
-						size  int64
-					}{spec.Name, got}
-				} else if seen.size != got {
-					return 0, inputErr("input %q: dimension %d (%q) is %d, but input %q has %q = %d; inputs sharing a dimension name must agree", spec.Name, axis, want.Name, got, seen.input, want.Name, seen.size)
-				}
-			}
-		}
-		if count, err := elementCount(t.shape); err != nil || int64(t.Len()) != count {
-			return 0, inputErr("input %q: shape %s needs %d values but the tensor holds %d", spec.Name, formatShape(t.shape), count, t.Len())
+		if err := rejectNUL(spec.Name, t.Strings(), why); err != nil {
+			return Tensor{}, err
 		}
 	}
-	return mask, nil
+	if err := checkRange(spec, t); err != nil {
+		return Tensor{}, err
+	}
+	shape := t.Shape()
+	if len(shape) != len(spec.Shape) {
+		return Tensor{}, inputErr("input %q: rank %d (shape %s) given, expected rank %d %s", spec.Name, len(shape), core.FormatShape(shape), len(spec.Shape), spec.shapeString())
+	}
+	for axis, want := range spec.Shape {
+		got := shape[axis]
+		if !want.Dynamic() && want.Size != got {
+			return Tensor{}, inputErr("input %q: dimension %d is %d (shape %s), expected %d %s", spec.Name, axis, got, core.FormatShape(shape), want.Size, spec.shapeString())
+		}
+		if want.Dynamic() && want.Name != "" {
+			seen, ok := dims[want.Name]
+			if !ok {
+				dims[want.Name] = namedDim{spec.Name, got}
+			} else if seen.size != got {
+				return Tensor{}, inputErr("input %q: dimension %d (%q) is %d, but input %q has %q = %d; inputs sharing a dimension name must agree", spec.Name, axis, want.Name, got, seen.input, want.Name, seen.size)
+			}
+		}
+	}
+	if count, err := core.ElementCount(shape); err != nil || int64(t.Len()) != count {
+		return Tensor{}, inputErr("input %q: shape %s needs %d values but the tensor holds %d", spec.Name, core.FormatShape(shape), count, t.Len())
+	}
+	return t, nil
 }
 
 // rejectNUL refuses strings holding a NUL character rather than lose what follows it: onnxruntime_go hands
@@ -93,10 +105,10 @@ func rejectNUL(input string, data []string, why string) error {
 
 // checkRange refuses a run-time parameter that is not a finite number inside the manifest's range.
 func checkRange(spec TensorSpec, t Tensor) error {
-	if !spec.Optional || len(spec.Range) != 2 || t.dtype != Float32 {
+	if !spec.Optional || len(spec.Range) != 2 || t.DType() != Float32 {
 		return nil
 	}
-	values, _ := t.data.([]float32)
+	values, _ := t.Values().([]float32)
 	for _, v := range values {
 		f := float64(v)
 		if math.IsNaN(f) || math.IsInf(f, 0) || f < spec.Range[0] || f > spec.Range[1] {

@@ -10,6 +10,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
+
+	"github.com/onnxpipe/onnxpipe/runtimes/go/core"
 )
 
 // The error family. Every error the package returns is an *Error wrapping exactly one of these sentinels (a
@@ -17,7 +19,10 @@ import (
 var (
 	// ErrInvalidInput: an input is missing, unknown or repeated, or has the wrong datatype, shape or data
 	// size (sidecar code INVALID_INPUT); also a tensor this package cannot send, or a bad option.
-	ErrInvalidInput = errors.New("invalid input")
+	ErrInvalidInput = core.ErrInvalidInput
+	// ErrTooLarge: a tensor-JSON document is over a limit (elements, string bytes, nesting), or the sidecar
+	// refused a request over its limits (TOO_LARGE).
+	ErrTooLarge = core.ErrTooLarge
 	// ErrNotFound: unknown model, version or output (NOT_FOUND).
 	ErrNotFound = errors.New("not found")
 	// ErrOverloaded: the model's queue is full, or a message is over the size limit (OVERLOADED).
@@ -30,13 +35,13 @@ var (
 	// context.DeadlineExceeded when the caller's context expired.
 	ErrDeadline = errors.New("deadline exceeded")
 	// ErrCancelled: the caller cancelled the call (CANCELLED). Also wraps context.Canceled.
-	ErrCancelled = errors.New("cancelled")
+	ErrCancelled = core.ErrCancelled
 	// ErrModelLoad: the sidecar could not load a model (MODEL_LOAD).
-	ErrModelLoad = errors.New("model load failed")
+	ErrModelLoad = core.ErrModelLoad
 	// ErrMissingExtension: the model needs a custom-op library the sidecar lacks (MISSING_EXTENSION).
-	ErrMissingExtension = errors.New("missing extension")
+	ErrMissingExtension = core.ErrMissingExtension
 	// ErrRuntime: ONNX Runtime failed on a validated input, or any other server failure (RUNTIME).
-	ErrRuntime = errors.New("runtime error")
+	ErrRuntime = core.ErrRuntime
 	// ErrProtocol: the answer does not follow the protocol (e.g. raw data of the wrong size) (PROTOCOL).
 	ErrProtocol = errors.New("protocol error")
 	// ErrClosed: the client was closed (CLIENT_CLOSED).
@@ -49,6 +54,7 @@ const CodeMetadataKey = "onnxpipe-error-code"
 // codeSentinels maps onnxpipe error codes to this package's sentinels.
 var codeSentinels = map[string][]error{
 	"INVALID_INPUT":     {ErrInvalidInput},
+	"TOO_LARGE":         {ErrTooLarge},
 	"NOT_FOUND":         {ErrNotFound},
 	"OVERLOADED":        {ErrOverloaded},
 	"UNAUTHENTICATED":   {ErrUnauthenticated},

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"math/bits"
+
+	"github.com/onnxpipe/onnxpipe/runtimes/go/core"
 )
 
 // Element is a Go type a tensor can hold; each maps to one protocol datatype.
@@ -33,88 +35,24 @@ func Values[T Element](t Tensor) ([]T, bool) {
 	return d, ok
 }
 
-// datatypes: Go slice type -> protocol datatype and tensor-JSON dtype.
-type dtypeInfo struct {
-	datatype string // protocol: FP32, ...
-	dtype    string // tensor JSON: float32, ...
-	size     int    // bytes per element in raw data; 0 for BYTES
-}
-
-var datatypeInfo = map[string]dtypeInfo{
-	"FP32":  {"FP32", "float32", 4},
-	"FP64":  {"FP64", "float64", 8},
-	"INT64": {"INT64", "int64", 8},
-	"INT32": {"INT32", "int32", 4},
-	"UINT8": {"UINT8", "uint8", 1},
-	"INT8":  {"INT8", "int8", 1},
-	"BOOL":  {"BOOL", "bool", 1},
-	"BYTES": {"BYTES", "string", 0},
-}
-
 // DatatypeOf returns the protocol datatype of a tensor-JSON dtype ("float32" -> "FP32"), or "".
 func DatatypeOf(dtype string) string {
-	for _, info := range datatypeInfo {
-		if info.dtype == dtype {
-			return info.datatype
-		}
-	}
-	return ""
+	info, _ := core.DType(dtype).Info()
+	return info.KServe
 }
 
 // DTypeOf returns the tensor-JSON dtype of a protocol datatype ("FP32" -> "float32"), or "".
-func DTypeOf(datatype string) string {
-	return datatypeInfo[datatype].dtype
-}
+func DTypeOf(datatype string) string { return string(core.FromKServe(datatype)) }
 
 // Datatype returns the protocol datatype of t.Data (FP32, FP64, INT64, INT32, UINT8, INT8, BOOL, BYTES), or
 // "" for a type the protocol layer does not handle.
-func (t Tensor) Datatype() string {
-	switch t.Data.(type) {
-	case []float32:
-		return "FP32"
-	case []float64:
-		return "FP64"
-	case []int64:
-		return "INT64"
-	case []int32:
-		return "INT32"
-	case []uint8:
-		return "UINT8"
-	case []int8:
-		return "INT8"
-	case []bool:
-		return "BOOL"
-	case []string:
-		return "BYTES"
-	}
-	return ""
-}
+func (t Tensor) Datatype() string { return DatatypeOf(t.DType()) }
 
 // DType returns the tensor-JSON dtype of t.Data (float32, ..., string), or "".
-func (t Tensor) DType() string { return DTypeOf(t.Datatype()) }
+func (t Tensor) DType() string { return string(core.DTypeOfValues(t.Data)) }
 
 // Len returns the number of elements in t.Data (0 for an unsupported type).
-func (t Tensor) Len() int {
-	switch d := t.Data.(type) {
-	case []float32:
-		return len(d)
-	case []float64:
-		return len(d)
-	case []int64:
-		return len(d)
-	case []int32:
-		return len(d)
-	case []uint8:
-		return len(d)
-	case []int8:
-		return len(d)
-	case []bool:
-		return len(d)
-	case []string:
-		return len(d)
-	}
-	return 0
-}
+func (t Tensor) Len() int { return core.LenOf(t.Data) }
 
 // elementCount returns the product of shape, or an error naming what is wrong with it.
 func elementCount(shape []int64) (int, error) {
@@ -210,7 +148,7 @@ func (t Tensor) encodeRaw() []byte {
 
 // decodeRaw builds an output tensor from raw_output_contents, checking the size against the shape.
 func decodeRaw(op, name, datatype string, shape []int64, raw []byte) (Tensor, error) {
-	info, ok := datatypeInfo[datatype]
+	info, ok := core.FromKServe(datatype).Info()
 	if !ok {
 		return Tensor{}, protocolErr(op, "output '%s': datatype %q, expected one of FP32, FP64, INT64, INT32, "+
 			"UINT8, INT8, BOOL, BYTES", name, datatype)
@@ -219,9 +157,9 @@ func decodeRaw(op, name, datatype string, shape []int64, raw []byte) (Tensor, er
 	if err != nil {
 		return Tensor{}, protocolErr(op, "output '%s': %v", name, err)
 	}
-	if info.size > 0 && len(raw) != n*info.size {
+	if info.Bytes > 0 && len(raw) != n*info.Bytes {
 		return Tensor{}, protocolErr(op, "output '%s': raw data has %d bytes, shape %v of %s needs %d",
-			name, len(raw), shape, datatype, n*info.size)
+			name, len(raw), shape, datatype, n*info.Bytes)
 	}
 	le := binary.LittleEndian
 	t := Tensor{Shape: append([]int64{}, shape...)} // a scalar has shape [], not nil

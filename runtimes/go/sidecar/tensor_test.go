@@ -169,23 +169,23 @@ func TestTensorJSONRoundTrip(t *testing.T) {
 
 func TestTensorJSONErrors(t *testing.T) {
 	cases := []struct{ doc, mentions string }{
-		{`[1]`, "expected a JSON object"},
-		{`{"x": {"dtype": "float16", "shape": [1], "data": [1]}}`, `'x': field 'dtype' is "float16"`},
-		{`{"x": {"shape": [1], "data": [1]}}`, "'x': field 'dtype' is missing"},
-		{`{"x": {"dtype": "int64", "data": [1]}}`, "'x': field 'shape' is missing"},
-		{`{"x": {"dtype": "int64", "shape": [1]}}`, "'x': field 'data' is missing"},
-		{`{"x": {"dtype": "int64", "shape": [2], "data": [1]}}`, "'x': field 'data' has 1 elements, shape [2] needs 2"},
-		{`{"x": {"dtype": "int64", "shape": [-1], "data": []}}`, "dimension 0 is -1"},
-		{`{"x": {"dtype": "int64", "shape": [1], "data": [1.5]}}`, "element 0 is 1.5, which is not a int64"},
-		{`{"x": {"dtype": "uint8", "shape": [1], "data": [300]}}`, "element 0 is 300"},
-		{`{"x": {"dtype": "int8", "shape": [1], "data": [-129]}}`, "element 0 is -129"},
-		{`{"x": {"dtype": "float32", "shape": [1], "data": [1e39]}}`, "element 0 is 1e39"},
-		{`{"x": {"dtype": "float32", "shape": [1], "data": ["nan"]}}`, `element 0 is "nan"`},
-		{`{"x": {"dtype": "bool", "shape": [1], "data": [1]}}`, "element 0 is 1, which is not a bool"},
-		{`{"x": {"dtype": "string", "shape": [1], "data": [1]}}`, "element 0 is 1, which is not a string"},
+		{`[1]`, "expected an object of named tensors"},
+		{`{"x": {"dtype": "float16", "shape": [1], "data": [1]}}`, `tensor "x": dtype "float16" is not one of`},
+		{`{"x": {"shape": [1], "data": [1]}}`, `tensor "x": missing field(s) [dtype]`},
+		{`{"x": {"dtype": "int64", "data": [1]}}`, `tensor "x": missing field(s) [shape]`},
+		{`{"x": {"dtype": "int64", "shape": [1]}}`, `tensor "x": missing field(s) [data]`},
+		{`{"x": {"dtype": "int64", "shape": [2], "data": [1]}}`, `tensor "x": shape [2] needs 2 values but data has 1`},
+		{`{"x": {"dtype": "int64", "shape": [-1], "data": []}}`, "shape must be a list of non-negative integers, got -1"},
+		{`{"x": {"dtype": "int64", "shape": [1], "data": [1.5]}}`, "data[0] is 1.5; expected an integer for int64"},
+		{`{"x": {"dtype": "uint8", "shape": [1], "data": [300]}}`, "data[0] is 300; out of range for uint8"},
+		{`{"x": {"dtype": "int8", "shape": [1], "data": [-129]}}`, "data[0] is -129; out of range for int8"},
+		{`{"x": {"dtype": "float32", "shape": [1], "data": [1e39]}}`, "data[0] is 1e39; out of range for float32"},
+		{`{"x": {"dtype": "float32", "shape": [1], "data": ["nan"]}}`, `data[0] is "nan"`},
+		{`{"x": {"dtype": "bool", "shape": [1], "data": [1]}}`, "data[0] is 1; expected true or false"},
+		{`{"x": {"dtype": "string", "shape": [1], "data": [1]}}`, "data[0] is 1; expected a string"},
 		{`{"x": {"dtype": "int64", "shape": [1], "data": [1], "extra": 1}}`, `unknown field "extra"`},
-		{`{"x": {"dtype": "int64", "shape": [0], "data": []}, "x": {"dtype": "int64", "shape": [0], "data": []}}`, "'x' appears twice"},
-		{`{"x": {"dtype": "int64", "shape": [0], "data": []}} {}`, "after the document"},
+		{`{"x": {"dtype": "int64", "shape": [0], "data": []}, "x": {"dtype": "int64", "shape": [0], "data": []}}`, `tensor "x" appears twice`},
+		{`{"x": {"dtype": "int64", "shape": [0], "data": []}} {}`, "unexpected data after the top-level object"},
 	}
 	for _, c := range cases {
 		_, _, err := ReadTensorJSON(strings.NewReader(c.doc))
@@ -207,7 +207,7 @@ func TestFloat32WrittenShortest(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := `{"x": {"dtype": "float32", "shape": [4], "data": [0.1, "Infinity", 2.5057761e-05, 0]}}` + "\n"
+	want := `{"x": {"dtype": "float32", "shape": [4], "data": [0.1, "Infinity", 2.5057761e-05, 0.0]}}` + "\n"
 	if out.String() != want {
 		t.Errorf("written %s, expected %s", out.String(), want)
 	}

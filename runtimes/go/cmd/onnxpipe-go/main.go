@@ -1,11 +1,13 @@
 // Command onnxpipe-go runs and inspects onnxpipe files with the Go runtime.
 //
-//	onnxpipe-go run MODEL --inputs FILE.json [--threads N]   outputs as tensor JSON (docs/tensor-json.md)
-//	onnxpipe-go inspect MODEL                                the signature as JSON
-//	onnxpipe-go version                                      onnxpipe and ONNX Runtime versions
+//	onnxpipe-go run MODEL --inputs FILE.json [--threads N] [--max-elements N] [--max-string-bytes N]
+//	                                     outputs as canonical tensor JSON (spec/README.md)
+//	onnxpipe-go inspect MODEL            the signature as JSON
+//	onnxpipe-go version                  onnxpipe and ONNX Runtime versions
 //
-// FILE may be "-" for standard input. On error: one line on stderr, "onnxpipe-go: CODE: message" with the
-// error code (INVALID_INPUT, MODEL_LOAD, MISSING_EXTENSION, RUNTIME, ...), and exit status 1; 2 for bad usage.
+// FILE may be "-" for standard input. On error: nothing on stdout, one line on stderr,
+// "onnxpipe-go: error [CODE]: message", and the exit status of CODE in spec/errors.json: 3 INVALID_INPUT or
+// TOO_LARGE, 4 MODEL_LOAD or MISSING_EXTENSION, 5 RUNTIME or CLOSED, 2 USAGE.
 package main
 
 import (
@@ -24,7 +26,7 @@ import (
 )
 
 const usage = `usage:
-  onnxpipe-go run MODEL --inputs FILE.json [--threads N]
+  onnxpipe-go run MODEL --inputs FILE.json [--threads N] [--max-elements N] [--max-string-bytes N]
   onnxpipe-go inspect MODEL
   onnxpipe-go version`
 
@@ -40,12 +42,12 @@ func main() {
 		return
 	}
 	msg := strings.Join(strings.Fields(err.Error()), " ") // one line, whatever ONNX Runtime wrote
+	code := onnxpipe.Code(err)
 	if errors.Is(err, errUsage) {
-		fmt.Fprintf(os.Stderr, "onnxpipe-go: %s (usage: %s)\n", msg, oneLineUsage)
-		os.Exit(2)
+		code, msg = "USAGE", msg+" (usage: "+oneLineUsage+")"
 	}
-	fmt.Fprintf(os.Stderr, "onnxpipe-go: %s: %s\n", onnxpipe.Code(err), msg)
-	os.Exit(1)
+	fmt.Fprintf(os.Stderr, "onnxpipe-go: error [%s]: %s\n", code, msg)
+	os.Exit(onnxpipe.ExitCode(code))
 }
 
 func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) error {
@@ -57,7 +59,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) 
 		_, err := fmt.Fprintln(stdout, usage)
 		return err
 	}
-	flags, positional, err := parseArgs(rest, map[string]bool{"inputs": cmd == "run", "threads": cmd == "run"})
+	flags, positional, err := parseArgs(rest, map[string]bool{"inputs": cmd == "run", "threads": cmd == "run", "max-elements": cmd == "run", "max-string-bytes": cmd == "run"})
 	if err != nil {
 		return err
 	}
@@ -82,6 +84,9 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) 
 			return err
 		}
 		defer p.Close()
+		if p.Signature().Source != "manifest" {
+			fmt.Fprintln(os.Stderr, "onnxpipe-go: no onnxpipe manifest (plain ONNX)")
+		}
 		var doc bytes.Buffer
 		enc := json.NewEncoder(&doc)
 		enc.SetEscapeHTML(false)
@@ -106,7 +111,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) 
 			}
 			opts = append(opts, onnxpipe.WithThreads(n))
 		}
-		inputs, err := readInputs(inputsPath, stdin)
+		limits, err := limitFlags(flags)
+		if err != nil {
+			return err
+		}
+		inputs, err := readInputs(inputsPath, stdin, limits)
 		if err != nil {
 			return err
 		}
@@ -119,29 +128,43 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) 
 		if err != nil {
 			return err
 		}
-		return onnxpipe.EncodeTensorJSON(stdout, out.Names(), out.Map())
+		return onnxpipe.WriteTensorJSON(stdout, out.Names(), out.Map())
 	default:
 		return fmt.Errorf("%w: unknown command %q", errUsage, cmd)
 	}
 }
 
-func readInputs(path string, stdin io.Reader) (map[string]onnxpipe.Tensor, error) {
-	var raw []byte
-	var err error
-	if path == "-" {
-		raw, err = io.ReadAll(stdin)
-	} else {
-		raw, err = os.ReadFile(path)
+// readInputs streams the inputs file through the tensor-JSON reader: nothing holds the whole document.
+func readInputs(path string, stdin io.Reader, limits onnxpipe.Limits) (map[string]onnxpipe.Tensor, error) {
+	r := stdin
+	if path != "-" {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, fmt.Errorf("%w: inputs file %q: cannot read it (%v)", errUsage, path, errors.Unwrap(err))
+		}
+		defer f.Close()
+		r = f
 	}
+	_, tensors, err := onnxpipe.ReadTensorJSON(r, limits)
 	if err != nil {
-		return nil, fmt.Errorf("%w: inputs file %q: cannot read it (%v)", onnxpipe.ErrInvalidInput, path, errors.Unwrap(err))
-	}
-	_, tensors, err := onnxpipe.DecodeTensorJSON(raw)
-	if err != nil {
-		detail := strings.TrimPrefix(err.Error(), onnxpipe.ErrInvalidInput.Error()+": ")
-		return nil, fmt.Errorf("%w: inputs file %q: %s", onnxpipe.ErrInvalidInput, path, detail)
+		return nil, fmt.Errorf("inputs file %q: %w", path, err)
 	}
 	return tensors, nil
+}
+
+// limitFlags are spec/limits.json's defaults with --max-elements and --max-string-bytes applied.
+func limitFlags(flags map[string]string) (onnxpipe.Limits, error) {
+	limits := onnxpipe.DefaultLimits()
+	for name, dst := range map[string]*int64{"max-elements": &limits.MaxElements, "max-string-bytes": &limits.MaxStringBytes} {
+		if v, ok := flags[name]; ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n < 0 {
+				return limits, fmt.Errorf("%w: --%s %q: expected a whole number >= 0", errUsage, name, v)
+			}
+			*dst = n
+		}
+	}
+	return limits, nil
 }
 
 // parseArgs accepts --name VALUE and --name=VALUE anywhere among the positional arguments.

@@ -141,9 +141,12 @@ func TestInspect(t *testing.T) {
 	if shape, _ := json.Marshal(sig.Inputs[1].Shape); string(shape) != `["batch","height","width",3]` {
 		t.Errorf("pixels shape %s, want it as written in the manifest", shape)
 	}
-	stdout, _, status = cli(t, "", "inspect", vectortest.Fixture("plain.onnx"))
-	if status != 0 || !strings.Contains(stdout, `"source": "onnxruntime"`) || !strings.Contains(stdout, `{"name": "score_threshold", "dtype": "float32", "shape": [], "optional": true, "default": 0.5}`) {
+	stdout, stderr, status = cli(t, "", "inspect", vectortest.Fixture("plain.onnx"))
+	if status != 0 || !strings.Contains(stdout, `"source": "onnxruntime"`) || !strings.Contains(stdout, `{"name": "pixels", "dtype": "uint8", "shape": [null, null, null, 3]}`) {
 		t.Errorf("inspect plain.onnx: exit %d\n%s", status, stdout)
+	}
+	if !strings.Contains(stderr, "no onnxpipe manifest (plain ONNX)") {
+		t.Errorf("inspect plain.onnx: stderr %q does not say the file has no manifest", stderr)
 	}
 }
 
@@ -155,7 +158,7 @@ func TestErrors(t *testing.T) {
 	badJSON := filepath.Join(dir, "bad.json")
 	os.WriteFile(badJSON, []byte(`{"features": {"dtype": "float32", "shape": [1, 3], "data": [1, 2]}}`), 0o644)
 	basic := vectortest.Fixture("basic.onnx")
-	// A manifest naming an input the graph does not have: ONNX Runtime itself fails at run time.
+	// A manifest naming an input the graph does not have: refused at load.
 	raw, err := os.ReadFile(basic)
 	if err != nil {
 		t.Fatal(err)
@@ -171,14 +174,15 @@ func TestErrors(t *testing.T) {
 		status int
 		want   []string
 	}{
-		{"corrupt model", []string{"run", vectortest.Fixture("corrupt.onnx"), "--inputs", missingInput}, 1, []string{"MODEL_LOAD", "corrupt.onnx"}},
-		{"corrupt inspect", []string{"inspect", vectortest.Fixture("corrupt.onnx")}, 1, []string{"MODEL_LOAD", "corrupt.onnx"}},
-		{"no model file", []string{"inspect", filepath.Join(dir, "nope.onnx")}, 1, []string{"MODEL_LOAD", "nope.onnx"}},
-		{"missing input", []string{"run", basic, "--inputs", missingInput}, 1, []string{"INVALID_INPUT", `missing input "pixels"`}},
-		{"bad tensor JSON", []string{"run", basic, "--inputs", badJSON}, 1, []string{"INVALID_INPUT", `tensor "features": shape [1, 3] needs 3 values but data has 2`}},
-		{"no inputs file", []string{"run", basic, "--inputs", filepath.Join(dir, "none.json")}, 1, []string{"INVALID_INPUT", "none.json", "cannot read it"}},
-		{"runtime error", []string{"run", renamed, "--inputs", renamedInputs}, 1, []string{"RUNTIME", "pixelz"}},
-		{"no --inputs", []string{"run", basic}, 2, []string{"needs --inputs"}},
+		{"corrupt model", []string{"run", vectortest.Fixture("corrupt.onnx"), "--inputs", missingInput}, 4, []string{"error [MODEL_LOAD]: ", "corrupt.onnx"}},
+		{"corrupt inspect", []string{"inspect", vectortest.Fixture("corrupt.onnx")}, 4, []string{"error [MODEL_LOAD]: ", "corrupt.onnx"}},
+		{"no model file", []string{"inspect", filepath.Join(dir, "nope.onnx")}, 4, []string{"error [MODEL_LOAD]: ", "nope.onnx"}},
+		{"missing input", []string{"run", basic, "--inputs", missingInput}, 3, []string{"error [INVALID_INPUT]: ", `missing input "pixels"`}},
+		{"bad tensor JSON", []string{"run", basic, "--inputs", badJSON}, 3, []string{"error [INVALID_INPUT]: ", `tensor "features": shape [1, 3] needs 3 values but data has 2`}},
+		{"no inputs file", []string{"run", basic, "--inputs", filepath.Join(dir, "none.json")}, 2, []string{"error [USAGE]: ", "none.json", "cannot read it"}},
+		{"manifest mismatch", []string{"run", renamed, "--inputs", renamedInputs}, 4, []string{"error [MODEL_LOAD]: ", "pixelz"}},
+		{"too large", []string{"run", basic, "--inputs", missingInput, "--max-elements", "2"}, 3, []string{"error [TOO_LARGE]: ", "max_elements = 2"}},
+		{"no --inputs", []string{"run", basic}, 2, []string{"error [USAGE]: ", "needs --inputs"}},
 		{"unknown command", []string{"serve"}, 2, []string{`unknown command "serve"`}},
 		{"unknown flag", []string{"run", basic, "--input", "x"}, 2, []string{`unknown flag "--input"`}},
 	} {
@@ -204,5 +208,5 @@ func TestErrors(t *testing.T) {
 }
 
 func decode(s string) ([]string, map[string]onnxpipe.Tensor, error) {
-	return onnxpipe.DecodeTensorJSON([]byte(s))
+	return onnxpipe.ReadTensorJSON(strings.NewReader(s), onnxpipe.DefaultLimits())
 }

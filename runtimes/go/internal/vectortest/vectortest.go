@@ -4,6 +4,7 @@
 package vectortest
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -124,7 +125,7 @@ func ReadTensors(path string) ([]string, map[string]onnxpipe.Tensor, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	names, m, err := onnxpipe.DecodeTensorJSON(raw)
+	names, m, err := onnxpipe.ReadTensorJSON(bytes.NewReader(raw), onnxpipe.DefaultLimits())
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", path, err)
 	}

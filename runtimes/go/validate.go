@@ -1,6 +1,7 @@
 package onnxpipe
 
 import (
+	"fmt"
 	"math"
 	"slices"
 	"strings"
@@ -103,16 +104,31 @@ func rejectNUL(input string, data []string, why string) error {
 	return nil
 }
 
-// checkRange refuses a run-time parameter that is not a finite number inside the manifest's range.
+// checkRange refuses a run-time parameter that is not a finite number, or is outside the manifest's range
+// when it gives one.
 func checkRange(spec TensorSpec, t Tensor) error {
-	if !spec.Optional || len(spec.Range) != 2 || t.DType() != Float32 {
+	if !spec.Optional {
 		return nil
 	}
-	values, _ := t.Values().([]float32)
-	for _, v := range values {
-		f := float64(v)
-		if math.IsNaN(f) || math.IsInf(f, 0) || f < spec.Range[0] || f > spec.Range[1] {
-			return inputErr("input %q: %g given, expected one number in [%g, %g]", spec.Name, f, spec.Range[0], spec.Range[1])
+	var values []float64
+	switch d := t.Values().(type) {
+	case []float32:
+		for _, v := range d {
+			values = append(values, float64(v))
+		}
+	case []float64:
+		values = d
+	default:
+		return nil
+	}
+	for _, f := range values {
+		inRange := len(spec.Range) != 2 || f >= spec.Range[0] && f <= spec.Range[1]
+		if math.IsNaN(f) || math.IsInf(f, 0) || !inRange {
+			want := "a finite number"
+			if len(spec.Range) == 2 {
+				want = fmt.Sprintf("one number in [%g, %g]", spec.Range[0], spec.Range[1])
+			}
+			return inputErr("input %q: %g given, expected %s", spec.Name, f, want)
 		}
 	}
 	return nil

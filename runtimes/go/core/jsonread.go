@@ -8,6 +8,7 @@ import (
 	"math"
 	"strconv"
 	"strings"
+	"unsafe"
 )
 
 // ReadTensorJSON reads a tensor-JSON document (docs/tensor-json.md, spec/README.md "Reading tensor JSON"):
@@ -16,8 +17,12 @@ import (
 // ErrInvalidInput (malformed JSON, duplicate key, unknown field, value out of range, lone surrogate, ...)
 // or ErrTooLarge (over a limit), and name the tensor and the field.
 func ReadTensorJSON(r io.Reader, lim Limits) ([]string, map[string]Tensor, error) {
-	d := &docReader{s: newScanner(r), lim: lim}
+	counted := &countingReader{r: r, most: lim.MaxDocumentBytes}
+	d := &docReader{s: newScanner(counted), lim: lim}
 	names, tensors, err := d.document()
+	if counted.n > counted.most {
+		err = TooLargeErr("the document is over the limit max_document_bytes = %d", counted.most)
+	}
 	if err != nil {
 		if errors.Is(err, errSyntax) {
 			err = InputErr("tensor JSON: %s", detail(err, errSyntax))
@@ -38,7 +43,7 @@ type docReader struct {
 func (d *docReader) document() ([]string, map[string]Tensor, error) {
 	if c := d.s.ws(); c != '{' {
 		if c == '[' || c == '"' || c == '-' || c >= '0' && c <= '9' || c == 't' || c == 'f' || c == 'n' {
-			if err := d.s.skip(1, d.lim.MaxDepth, nil); err != nil {
+			if err := d.s.skip(1, nil); err != nil {
 				return nil, nil, err
 			}
 			return nil, nil, InputErr("tensor JSON: expected an object of named tensors")
@@ -98,7 +103,7 @@ type tensorFields struct {
 func (d *docReader) tensor(name string) (Tensor, error) {
 	f := &tensorFields{where: "tensor " + strconv.Quote(Clip(name)), seen: map[string]bool{}}
 	if c := d.s.ws(); c != '{' {
-		if err := d.s.skip(2, d.lim.MaxDepth, nil); err != nil {
+		if err := d.s.skip(2, nil); err != nil {
 			return Tensor{}, err
 		}
 		return Tensor{}, InputErr("%s: expected an object with dtype, shape and data", f.where)
@@ -175,7 +180,7 @@ func (d *docReader) field(f *tensorFields, key string) error {
 		}
 		if !f.seen["dtype"] || !f.seen["shape"] {
 			f.pending = []byte{}
-			return d.s.skip(3, d.lim.MaxDepth, &f.pending)
+			return d.s.skip(3, &f.pending)
 		}
 		var err error
 		f.data, err = d.data(f)
@@ -189,7 +194,7 @@ func (d *docReader) field(f *tensorFields, key string) error {
 // wrongType refuses a field's value of the wrong JSON type (after reading it, so nesting limits apply).
 func (d *docReader) wrongType(f *tensorFields, field, want string) error {
 	var text []byte
-	if err := d.s.skip(3, d.lim.MaxDepth, &text); err != nil {
+	if err := d.s.skip(3, &text); err != nil {
 		return err
 	}
 	return InputErr("%s: %s must be %s, got %s", f.where, field, want, Clip(string(text)))
@@ -210,7 +215,7 @@ func (d *docReader) shape(f *tensorFields) error {
 		}
 		c := d.s.ws()
 		if !(c == '-' || c >= '0' && c <= '9') {
-			if err := d.s.skip(4, d.lim.MaxDepth, nil); err != nil {
+			if err := d.s.skip(4, nil); err != nil {
 				return err
 			}
 			return InputErr("%s: shape must be a list of non-negative integers", f.where)
@@ -233,16 +238,8 @@ func (d *docReader) shape(f *tensorFields) error {
 }
 
 func (d *docReader) checkShape(f *tensorFields) error {
-	zero := false
-	for _, dim := range f.shape {
-		zero = zero || dim == 0
-	}
 	for i, dim := range f.shape {
-		if dim > d.lim.MaxElements {
-			if zero { // takes no memory: an invalid shape, not a large one
-				return InputErr("%s: shape %s: dimension %d is %d, over max_elements %d (a zero-size tensor's dims must be <= it too)",
-					f.where, FormatShape(f.shape), i, dim, d.lim.MaxElements)
-			}
+		if dim > d.lim.MaxElements { // a zero-size tensor's dims too (spec/limits.json)
 			return TooLargeErr("%s: shape %s: dimension %d is %d, over the limit max_elements = %d",
 				f.where, FormatShape(f.shape), i, dim, d.lim.MaxElements)
 		}
@@ -301,7 +298,7 @@ func readElems[T Element | string](d *docReader, f *tensorFields, parse func() (
 		}
 		switch c := d.s.ws(); c {
 		case '[', '{':
-			if err := d.s.skip(4, d.lim.MaxDepth, nil); err != nil {
+			if err := d.s.skip(4, nil); err != nil {
 				return nil, err
 			}
 			return nil, InputErr("%s: data must be a flat list; data[%d] is a nested %s", f.where, n, map[byte]string{'[': "list", '{': "object"}[c])
@@ -309,15 +306,8 @@ func readElems[T Element | string](d *docReader, f *tensorFields, parse func() (
 			return nil, syntaxErr("the input ends inside " + f.where + "'s data")
 		}
 		v, err := parse()
-		var ee *elemErr
-		if errors.As(err, &ee) {
-			return nil, InputErr("%s: data[%d] is %s", f.where, n, ee.Error())
-		}
-		if err != nil && !errors.Is(err, errSyntax) {
-			return nil, fmt.Errorf("%w: %s: data[%d]: %s", sentinel(err), f.where, n, detail(err, sentinel(err)))
-		}
 		if err != nil {
-			return nil, err
+			return nil, elementErr(f, n, err)
 		}
 		if n < f.count {
 			out = append(out, v)
@@ -337,10 +327,10 @@ func (d *docReader) token() (text string, kind byte, integral bool, err error) {
 		if err := d.s.str(d.lim.MaxStringBytes - d.stringBytes); err != nil {
 			return "", 0, false, err
 		}
-		return string(d.s.buf), '"', false, nil
+		return bufString(d.s.buf), '"', false, nil
 	case c == '-' || c >= '0' && c <= '9':
 		integral, err := d.s.number()
-		return string(d.s.buf), '0', integral, err
+		return bufString(d.s.buf), '0', integral, err
 	default:
 		word, err := d.s.literal()
 		return word, 'l', false, err
@@ -433,7 +423,7 @@ func (d *docReader) string() (string, error) {
 		return "", &elemErr{Clip(text), "expected a string"}
 	}
 	d.stringBytes += int64(len(text))
-	return text, nil
+	return strings.Clone(text), nil // text aliases the scanner's buffer
 }
 
 // sentinel is the code sentinel err wraps (ErrTooLarge or ErrInvalidInput).
@@ -447,4 +437,25 @@ func sentinel(err error) error {
 // detail is err's message without the "<sentinel>: " prefix, to be wrapped again with more context.
 func detail(err, sentinel error) string {
 	return strings.TrimPrefix(err.Error(), sentinel.Error()+": ")
+}
+
+// bufString views the scanner's token buffer as a string without copying it: numbers are parsed from it
+// before the next token overwrites it (a copy per element would double the reader's memory).
+func bufString(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	return unsafe.String(&b[0], len(b))
+}
+
+// elementErr adds the tensor and the index to an element's error.
+func elementErr(f *tensorFields, n int64, err error) error {
+	var ee *elemErr
+	switch {
+	case errors.As(err, &ee):
+		return InputErr("%s: data[%d] is %s", f.where, n, ee.Error())
+	case errors.Is(err, errSyntax):
+		return err
+	}
+	return fmt.Errorf("%w: %s: data[%d]: %s", sentinel(err), f.where, n, detail(err, sentinel(err)))
 }

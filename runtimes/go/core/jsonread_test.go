@@ -77,7 +77,6 @@ func TestTensorJSONErrors(t *testing.T) {
 		{`{"x": {"dtype": "float32", "shape": [1], "data": [+1]}}`, `not valid JSON`},
 		{`{"x": {"dtype": "float32", "shape": [1], "data": [.5]}}`, `not valid JSON`},
 		{`{"x": {"dtype": "float32", "shape": [1], "data": [true]}}`, `data[0] is true; expected a number`},
-		{`{"x": {"dtype": "float32", "shape": [0, 4294967296, 4294967296], "data": []}}`, `over max_elements`},
 		{"{\"x\": {\"dtype\": \"string\", \"shape\": [1], \"data\": [\"a\u0001\"]}}", `not valid JSON (control character`},
 		{`{"x": {"dtype": "float32", "shape": [], "data": [1]}, "x": {"dtype": "float32", "shape": [], "data": [1]}}`, `tensor "x" appears twice`},
 		{`{"x": {"dtype": "float32", "shape": [], "data": [1]}} {}`, `unexpected data after`},
@@ -107,8 +106,7 @@ func TestTensorJSONDataFirst(t *testing.T) {
 
 // Over a limit is TOO_LARGE, named in the message, and refused from the declared shape.
 func TestTensorJSONLimits(t *testing.T) {
-	small := Limits{MaxElements: 10, MaxStringBytes: 8, MaxDepth: 32}
-	deep := `{"x": {"dtype": "float32", "shape": [1], "data": [` + strings.Repeat("[", 40) + strings.Repeat("]", 40) + `]}}`
+	small := Limits{MaxElements: 10, MaxStringBytes: 8, MaxDocumentBytes: 150}
 	for _, c := range []struct {
 		doc  string
 		lim  Limits
@@ -118,12 +116,27 @@ func TestTensorJSONLimits(t *testing.T) {
 		{`{"x": {"dtype": "float32", "shape": [4294967296, 4294967296], "data": []}}`, DefaultLimits(), "max_elements = 16777216"},
 		{`{"x": {"dtype": "float32", "shape": [6], "data": [1,2,3,4,5,6]}, "y": {"dtype": "float32", "shape": [5], "data": []}}`, small, "max_elements = 10"},
 		{`{"x": {"dtype": "string", "shape": [2], "data": ["abcde", "fghij"]}}`, small, "max_string_bytes"},
-		{deep, DefaultLimits(), "max_depth 32"},
-		{`{"x": ` + strings.Repeat("[", 100) + strings.Repeat("]", 100) + `}`, DefaultLimits(), "max_depth 32"},
+		{`{"x": {"dtype": "float32", "shape": [0, 4294967296, 4294967296], "data": []}}`, DefaultLimits(), "dimension 1 is 4294967296, over the limit max_elements = 16777216"},
+		{`{"x": {"dtype": "float32", "shape": [3], "data": [1, 2, 3]}}` + strings.Repeat(" ", 150), small, "max_document_bytes = 150"},
+		{`{"x": {"dtype": "float32", "shape": [3], "data": [1, 2, ` + strings.Repeat("1", 150) + `]}}`, small, "max_document_bytes = 150"},
 	} {
 		_, _, err := ReadTensorJSON(strings.NewReader(c.doc), c.lim)
 		if !errors.Is(err, ErrTooLarge) || CodeOf(err) != CodeTooLarge || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%.80s:\n  got  %v\n  want ErrTooLarge containing %q", c.doc, err, c.want)
+		}
+	}
+}
+
+// Nesting is refused as malformed, however deep, without exhausting the stack.
+func TestTensorJSONDeepNesting(t *testing.T) {
+	for _, doc := range []string{
+		`{"x": {"dtype": "float32", "shape": [1], "data": [` + strings.Repeat("[", 40) + strings.Repeat("]", 40) + `]}}`,
+		`{"x": ` + strings.Repeat("[", 1_000_000) + `}`,
+		`{"x": {"dtype": "float32", "shape": [1], "data": [1], "extra": ` + strings.Repeat(`{"a": `, 100_000) + `}}`,
+	} {
+		_, _, err := ReadTensorJSON(strings.NewReader(doc), DefaultLimits())
+		if !errors.Is(err, ErrInvalidInput) {
+			t.Errorf("%.60s...: %v; want INVALID_INPUT", doc, err)
 		}
 	}
 }

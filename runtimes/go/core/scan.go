@@ -14,7 +14,11 @@ import (
 type scanner struct {
 	r   *bufio.Reader
 	buf []byte // the current string or number token (reused)
+	err error  // what the underlying reader failed with (a limit), reported instead of "unexpected end"
 }
+
+// maxNesting bounds skip's recursion: tensor JSON nests 3 deep, anything deeper is refused anyway.
+const maxNesting = 64
 
 var errSyntax = errors.New("syntax")
 
@@ -223,9 +227,9 @@ func (s *scanner) literal() (string, error) {
 
 // skip reads any one JSON value, appending its text (whitespace outside strings dropped) to keep when keep
 // is not nil. depth is the nesting of the value; deeper than maxDepth is TOO_LARGE.
-func (s *scanner) skip(depth, maxDepth int, keep *[]byte) error {
-	if depth > maxDepth {
-		return TooLargeErr("JSON nesting deeper than max_depth %d", maxDepth)
+func (s *scanner) skip(depth int, keep *[]byte) error {
+	if depth > maxNesting {
+		return InputErr("tensor JSON: nesting deeper than %d levels (tensor JSON has 3)", maxNesting)
 	}
 	c := s.ws()
 	switch {
@@ -252,7 +256,7 @@ func (s *scanner) skip(depth, maxDepth int, keep *[]byte) error {
 				}
 				appendKeep(keep, ':')
 			}
-			if err := s.skip(depth+1, maxDepth, keep); err != nil {
+			if err := s.skip(depth+1, keep); err != nil {
 				return err
 			}
 			switch next := s.ws(); next {

@@ -1,6 +1,6 @@
 // Command onnxpipe-go runs and inspects onnxpipe files with the Go runtime.
 //
-//	onnxpipe-go run MODEL --inputs FILE.json [--threads N] [--max-elements N] [--max-string-bytes N]
+//	onnxpipe-go run MODEL --inputs FILE.json [--threads N] [--max-elements N] [--max-string-bytes N] [--max-document-bytes N]
 //	                                     outputs as canonical tensor JSON (spec/README.md)
 //	onnxpipe-go inspect MODEL            the signature as JSON
 //	onnxpipe-go version                  onnxpipe and ONNX Runtime versions
@@ -26,7 +26,7 @@ import (
 )
 
 const usage = `usage:
-  onnxpipe-go run MODEL --inputs FILE.json [--threads N] [--max-elements N] [--max-string-bytes N]
+  onnxpipe-go run MODEL --inputs FILE.json [--threads N] [--max-elements N] [--max-string-bytes N] [--max-document-bytes N]
   onnxpipe-go inspect MODEL
   onnxpipe-go version`
 
@@ -59,7 +59,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout io.Writer) 
 		_, err := fmt.Fprintln(stdout, usage)
 		return err
 	}
-	flags, positional, err := parseArgs(rest, map[string]bool{"inputs": cmd == "run", "threads": cmd == "run", "max-elements": cmd == "run", "max-string-bytes": cmd == "run"})
+	flags, positional, err := parseArgs(rest, map[string]bool{"inputs": cmd == "run", "threads": cmd == "run", "max-elements": cmd == "run", "max-string-bytes": cmd == "run", "max-document-bytes": cmd == "run"})
 	if err != nil {
 		return err
 	}
@@ -143,6 +143,10 @@ func readInputs(path string, stdin io.Reader, limits onnxpipe.Limits) (map[strin
 			return nil, fmt.Errorf("%w: inputs file %q: cannot read it (%v)", errUsage, path, errors.Unwrap(err))
 		}
 		defer f.Close()
+		if fi, err := f.Stat(); err == nil && fi.Size() > limits.MaxDocumentBytes {
+			return nil, fmt.Errorf("%w: inputs file %q: %d bytes, over the limit max_document_bytes = %d",
+				onnxpipe.ErrTooLarge, path, fi.Size(), limits.MaxDocumentBytes)
+		}
 		r = f
 	}
 	_, tensors, err := onnxpipe.ReadTensorJSON(r, limits)
@@ -152,10 +156,13 @@ func readInputs(path string, stdin io.Reader, limits onnxpipe.Limits) (map[strin
 	return tensors, nil
 }
 
-// limitFlags are spec/limits.json's defaults with --max-elements and --max-string-bytes applied.
+// limitFlags are spec/limits.json's defaults with --max-elements, --max-string-bytes and
+// --max-document-bytes applied.
 func limitFlags(flags map[string]string) (onnxpipe.Limits, error) {
 	limits := onnxpipe.DefaultLimits()
-	for name, dst := range map[string]*int64{"max-elements": &limits.MaxElements, "max-string-bytes": &limits.MaxStringBytes} {
+	for name, dst := range map[string]*int64{
+		"max-elements": &limits.MaxElements, "max-string-bytes": &limits.MaxStringBytes, "max-document-bytes": &limits.MaxDocumentBytes,
+	} {
 		if v, ok := flags[name]; ok {
 			n, err := strconv.ParseInt(v, 10, 64)
 			if err != nil || n < 0 {

@@ -15,14 +15,14 @@ import (
 	"slices"
 	"strings"
 
-	onnxpipe "github.com/onnxpipe/onnxpipe/runtimes/go"
+	"github.com/onnxpipe/onnxpipe/runtimes/go/core"
 )
 
 // Tolerance per float dtype: |got - want| <= Atol + Rtol*|want|.
-type Tolerance map[onnxpipe.DType]struct{ Atol, Rtol float64 }
+type Tolerance map[core.DType]struct{ Atol, Rtol float64 }
 
 // DefaultTolerance applies to dtypes a vector set does not list.
-var DefaultTolerance = Tolerance{onnxpipe.Float32: {1e-5, 1e-4}, onnxpipe.Float64: {1e-9, 1e-7}}
+var DefaultTolerance = Tolerance{core.Float32: {1e-5, 1e-4}, core.Float64: {1e-9, 1e-7}}
 
 // Case is one input file and its expected outputs.
 type Case struct {
@@ -120,12 +120,12 @@ func (s *Set) ModelPath() (path, skip string, err error) {
 }
 
 // ReadTensors reads a tensor-JSON file.
-func ReadTensors(path string) ([]string, map[string]onnxpipe.Tensor, error) {
+func ReadTensors(path string) ([]string, map[string]core.Tensor, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return nil, nil, err
 	}
-	names, m, err := onnxpipe.ReadTensorJSON(bytes.NewReader(raw), onnxpipe.DefaultLimits())
+	names, m, err := core.ReadTensorJSON(bytes.NewReader(raw), core.DefaultLimits())
 	if err != nil {
 		return nil, nil, fmt.Errorf("%s: %w", path, err)
 	}
@@ -133,7 +133,7 @@ func ReadTensors(path string) ([]string, map[string]onnxpipe.Tensor, error) {
 }
 
 // CompareAll checks that got has exactly the expected outputs, each matching.
-func CompareAll(got, want map[string]onnxpipe.Tensor, tol Tolerance) error {
+func CompareAll(got, want map[string]core.Tensor, tol Tolerance) error {
 	var errs []error
 	for name := range got {
 		if _, ok := want[name]; !ok {
@@ -154,7 +154,7 @@ func CompareAll(got, want map[string]onnxpipe.Tensor, tol Tolerance) error {
 }
 
 // Compare checks one tensor against the expected one.
-func Compare(got, want onnxpipe.Tensor, tol Tolerance) error {
+func Compare(got, want core.Tensor, tol Tolerance) error {
 	if got.DType() != want.DType() || !slices.Equal(got.Shape(), want.Shape()) {
 		return fmt.Errorf("got %s %v, want %s %v", got.DType(), got.Shape(), want.DType(), want.Shape())
 	}
@@ -162,7 +162,7 @@ func Compare(got, want onnxpipe.Tensor, tol Tolerance) error {
 	case []float32:
 		g := got.Values().([]float32)
 		for i := range w {
-			if err := closeEnough(float64(g[i]), float64(w[i]), tol[onnxpipe.Float32]); err != nil {
+			if err := closeEnough(float64(g[i]), float64(w[i]), tol[core.Float32]); err != nil {
 				return fmt.Errorf("element %d: %v", i, err)
 			}
 		}
@@ -170,14 +170,14 @@ func Compare(got, want onnxpipe.Tensor, tol Tolerance) error {
 	case []float64:
 		g := got.Values().([]float64)
 		for i := range w {
-			if err := closeEnough(g[i], w[i], tol[onnxpipe.Float64]); err != nil {
+			if err := closeEnough(g[i], w[i], tol[core.Float64]); err != nil {
 				return fmt.Errorf("element %d: %v", i, err)
 			}
 		}
 		return nil
 	}
 	format := "%v"
-	if want.DType() == onnxpipe.String {
+	if want.DType() == core.String {
 		format = "%q" // so that ["a b", "c"] and ["a", "b c"] differ
 	}
 	gs, ws := fmt.Sprintf(format, got.Values()), fmt.Sprintf(format, want.Values())

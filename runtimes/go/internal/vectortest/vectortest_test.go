@@ -7,21 +7,21 @@ import (
 	"strings"
 	"testing"
 
-	onnxpipe "github.com/onnxpipe/onnxpipe/runtimes/go"
+	"github.com/onnxpipe/onnxpipe/runtimes/go/core"
 )
 
 // The comparison must be able to fail: each case differs from `want` in one way.
 func TestCompare(t *testing.T) {
-	tol := Tolerance{onnxpipe.Float32: {1e-5, 1e-4}}
-	want := onnxpipe.MustTensor([]int64{3}, []float32{1, float32(math.NaN()), 100})
-	ok := []onnxpipe.Tensor{
-		onnxpipe.MustTensor([]int64{3}, []float32{1.00001, float32(math.NaN()), 100.01}),
+	tol := Tolerance{core.Float32: {1e-5, 1e-4}}
+	want := core.MustTensor([]int64{3}, []float32{1, float32(math.NaN()), 100})
+	ok := []core.Tensor{
+		core.MustTensor([]int64{3}, []float32{1.00001, float32(math.NaN()), 100.01}),
 	}
-	bad := map[string]onnxpipe.Tensor{
-		"beyond tolerance": onnxpipe.MustTensor([]int64{3}, []float32{1.0002, float32(math.NaN()), 100}),
-		"NaN vs number":    onnxpipe.MustTensor([]int64{3}, []float32{1, 0, 100}),
-		"shape":            onnxpipe.MustTensor([]int64{1, 3}, []float32{1, float32(math.NaN()), 100}),
-		"dtype":            onnxpipe.MustTensor([]int64{3}, []float64{1, math.NaN(), 100}),
+	bad := map[string]core.Tensor{
+		"beyond tolerance": core.MustTensor([]int64{3}, []float32{1.0002, float32(math.NaN()), 100}),
+		"NaN vs number":    core.MustTensor([]int64{3}, []float32{1, 0, 100}),
+		"shape":            core.MustTensor([]int64{1, 3}, []float32{1, float32(math.NaN()), 100}),
+		"dtype":            core.MustTensor([]int64{3}, []float64{1, math.NaN(), 100}),
 	}
 	for _, g := range ok {
 		if err := Compare(g, want, tol); err != nil {
@@ -33,17 +33,17 @@ func TestCompare(t *testing.T) {
 			t.Errorf("%s: no error", name)
 		}
 	}
-	s1, _ := onnxpipe.NewStringTensor([]int64{2}, []string{"a b", "c"})
-	s2, _ := onnxpipe.NewStringTensor([]int64{2}, []string{"a", "b c"})
+	s1, _ := core.NewStringTensor([]int64{2}, []string{"a b", "c"})
+	s2, _ := core.NewStringTensor([]int64{2}, []string{"a", "b c"})
 	if err := Compare(s1, s2, tol); err == nil {
 		t.Error("strings that print alike compared equal")
 	}
-	i1 := onnxpipe.MustTensor([]int64{2}, []int64{1 << 53, 2})
-	i2 := onnxpipe.MustTensor([]int64{2}, []int64{1<<53 + 1, 2})
+	i1 := core.MustTensor([]int64{2}, []int64{1 << 53, 2})
+	i2 := core.MustTensor([]int64{2}, []int64{1<<53 + 1, 2})
 	if err := Compare(i1, i2, tol); err == nil {
 		t.Error("int64 differing beyond 2^53 compared equal")
 	}
-	err := CompareAll(map[string]onnxpipe.Tensor{"a": i1, "extra": i1}, map[string]onnxpipe.Tensor{"a": i1, "b": i1}, tol)
+	err := CompareAll(map[string]core.Tensor{"a": i1, "extra": i1}, map[string]core.Tensor{"a": i1, "b": i1}, tol)
 	if err == nil || !strings.Contains(err.Error(), `unexpected output "extra"`) || !strings.Contains(err.Error(), `missing output "b"`) {
 		t.Errorf("CompareAll: %v", err)
 	}
@@ -78,7 +78,7 @@ func TestDiscoverAndModelPath(t *testing.T) {
 				t.Errorf("missing committed model: skip %q, err %v; want an error", skip, err)
 			}
 		}
-		if s.Tolerance[onnxpipe.Float32].Atol != 0.5 || s.Tolerance[onnxpipe.Float64].Atol != 1e-9 {
+		if s.Tolerance[core.Float32].Atol != 0.5 || s.Tolerance[core.Float64].Atol != 1e-9 {
 			t.Errorf("tolerance %v: the set's float32 entry and the default float64 entry", s.Tolerance)
 		}
 	}

@@ -172,9 +172,9 @@ func TestConcurrentCancel(t *testing.T) {
 }
 
 // Cancelling the context while ONNX Runtime is inside a long run stops that run (terminate flag), well
-// before it would finish (testdata/slow.onnx: ~100 s of Loop iterations).
+// before it would finish (spec/models/slow_loop.onnx: ~100 s of Loop iterations).
 func TestConcurrentCancelDuringRun(t *testing.T) {
-	p := loadT(t, filepath.Join("testdata", "slow.onnx"))
+	p := loadT(t, filepath.Join(repoRoot(t), "spec", "models", "slow_loop.onnx"))
 	ctx, cancel := context.WithTimeout(bg, 200*time.Millisecond)
 	defer cancel()
 	done := make(chan error, 1)

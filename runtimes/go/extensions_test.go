@@ -12,7 +12,7 @@ import (
 )
 
 // contribModel needs ai.onnx.contrib (BertTokenizer); TestLocalVectors checks its outputs against Python's.
-var contribModel = filepath.Join("testdata", "vectors", "contrib", "model.onnx")
+var contribModel = filepath.Join(vectortest.RepoRoot(), "spec", "models", "contrib_tokenizer.onnx")
 
 func TestExtensionsLibraryFound(t *testing.T) {
 	lib, err := onnxpipe.ExtensionsLibrary("")
@@ -116,7 +116,7 @@ func TestExtensionsNULInStringIsRefused(t *testing.T) {
 // onnxruntime_go hands strings to ONNX Runtime as C strings, so a NUL would cut any string short for any
 // model: refused with the reason, never silently truncated.
 func TestNULInStringIsRefusedForEveryModel(t *testing.T) {
-	p, err := onnxpipe.Load(filepath.Join(vectortest.RepoRoot(), "runtimes", "go", "testdata", "vectors", "strings", "model.onnx"), onnxpipe.WithThreads(1))
+	p, err := onnxpipe.Load(filepath.Join(vectortest.RepoRoot(), "spec", "models", "strings.onnx"), onnxpipe.WithThreads(1))
 	if err != nil {
 		t.Fatal(err)
 	}

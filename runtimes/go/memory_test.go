@@ -44,7 +44,7 @@ func TestMemoryManyRuns(t *testing.T) {
 				delete(in, "score_threshold")
 			}
 		}},
-		{"strings in and out", filepath.Join("testdata", "vectors", "strings", "model.onnx"), map[string]Tensor{"text": text}, 2000, nil},
+		{"strings in and out", filepath.Join(repoRoot(t), "spec", "models", "strings.onnx"), map[string]Tensor{"text": text}, 2000, nil},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			p := loadT(t, c.model)

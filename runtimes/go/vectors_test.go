@@ -19,16 +19,6 @@ func TestVectors(t *testing.T) {
 	runSets(t, sets)
 }
 
-// TestLocalVectors runs the Go runtime's own sets (testdata/vectors: an ai.onnx.contrib graph, rank-0
-// outputs), whose expected outputs also come from the Python runtime.
-func TestLocalVectors(t *testing.T) {
-	sets, err := vectortest.Local()
-	if err != nil {
-		t.Fatal(err)
-	}
-	runSets(t, sets)
-}
-
 func runSets(t *testing.T, sets []*vectortest.Set) {
 	for _, set := range sets {
 		t.Run(filepath.Base(set.Dir), func(t *testing.T) {

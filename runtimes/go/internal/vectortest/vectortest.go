@@ -68,11 +68,6 @@ func Fixture(name string) string { return filepath.Join(RepoRoot(), "tests", "fi
 // Discover returns every set under tests/vectors/, or an error when there is none.
 func Discover() ([]*Set, error) { return DiscoverIn(filepath.Join(RepoRoot(), "tests", "vectors")) }
 
-// Local returns the Go runtime's own sets in runtimes/go/testdata/vectors/ (testdata/make_testdata.py).
-func Local() ([]*Set, error) {
-	return DiscoverIn(filepath.Join(RepoRoot(), "runtimes", "go", "testdata", "vectors"))
-}
-
 // DiscoverIn returns every <dir>/*/vector.json set, or an error when there is none.
 func DiscoverIn(dir string) ([]*Set, error) {
 	pattern := filepath.Join(dir, "*", "vector.json")

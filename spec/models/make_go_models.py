@@ -1,22 +1,22 @@
-"""Build the Go runtime's own vector sets in runtimes/go/testdata/vectors/ (same layout as tests/vectors/,
-docs/vectors.md), for what the shared sets may not cover yet:
+"""Build the small test models that came from the Go runtime's tests into spec/models/, with their
+conformance cases in spec/cases/ (spec/README.md), for what the shared vector sets may not cover:
 
-- ``contrib``: a graph that needs ai.onnx.contrib (BertTokenizer), so loading onnxruntime-extensions is tested
-  without the large MiniLM model;
+- ``contrib_tokenizer``: a graph that needs ai.onnx.contrib (BertTokenizer), so loading onnxruntime-extensions
+  is tested without the large MiniLM model;
 - ``scalars``: rank-0 outputs of every kind (float32, int64, bool, string) and an optional int64 input;
-- ``strings``: strings in and out (standard ops), cheap enough for the many-runs memory test;
-- ``slow.onnx`` (not a vector set): a Loop whose trip count is an input, to cancel a run while ONNX Runtime
-  is inside it.
+- ``strings``: strings in and out (standard ops), cheap enough for many-runs memory tests;
+- ``slow_loop.onnx`` (no cases): a Loop whose trip count is an input, to cancel a run while ONNX Runtime is
+  inside it.
 
-The expected outputs come from the Python runtime. Deterministic; run from the repository root:
+The expected outputs come from the Python runtime; the error cases are written here. Deterministic; run from
+the repository root:
 
-    .venv/bin/python runtimes/go/testdata/make_testdata.py
+    .venv/bin/python spec/models/make_go_models.py
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +25,9 @@ from onnx import TensorProto, helper, numpy_helper
 
 from onnxpipe_runtime import Pipeline, tensor_json
 
-HERE = Path(__file__).resolve().parent / "vectors"
+HERE = Path(__file__).resolve().parent
+CASES = HERE.parent / "cases"
+ROOT = HERE.parent.parent
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "hello", "world", "go", "runtime", "##s", ",", "!", "on", "##nx"]
 TOLERANCE = {"float32": {"atol": 1e-5, "rtol": 1e-4}, "float64": {"atol": 1e-9, "rtol": 1e-7}}
 
@@ -55,7 +57,7 @@ def manifest(name: str, inputs: list, outputs: list, domains: list) -> str:
 
 def finish(graph: onnx.GraphProto, man: str, contrib: bool) -> onnx.ModelProto:
     opsets = [helper.make_opsetid("", 18)] + ([helper.make_opsetid("ai.onnx.contrib", 1)] if contrib else [])
-    m = helper.make_model(graph, opset_imports=opsets, producer_name="onnxpipe-go-testdata")
+    m = helper.make_model(graph, opset_imports=opsets, producer_name="onnxpipe-spec-models")
     m.ir_version = 8
     helper.set_model_props(m, {"onnxpipe.manifest": man})
     return m
@@ -123,6 +125,7 @@ def scalars() -> tuple[onnx.ModelProto, list]:
         ("default-offset", {"x": np.array([0.5, -0.25, 1.0], dtype=np.float32)}),
         ("offset", {"x": np.array([-3.0], dtype=np.float32), "offset": np.array(40, dtype=np.int64)}),
         ("empty", {"x": np.zeros(0, dtype=np.float32)}),
+        ("widen-int8-x-int32-offset", {"x": np.array([-2, 5], dtype=np.int8), "offset": np.array(7, dtype=np.int32)}),
     ]
     return finish(graph, man, False), cases
 
@@ -181,35 +184,58 @@ def slow() -> onnx.ModelProto:
         initializer=[numpy_helper.from_array(w, "W"), numpy_helper.from_array(np.array(True), "true"),
                      numpy_helper.from_array(np.ones((1, 64), dtype=np.float32), "state0")],
     )
-    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], producer_name="onnxpipe-go-testdata")
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)], producer_name="onnxpipe-spec-models")
     m.ir_version = 8
     onnx.checker.check_model(m)
     return m
 
 
-def write(name: str, model: onnx.ModelProto, cases: list) -> None:
-    out = HERE / name
-    shutil.rmtree(out, ignore_errors=True)
-    out.mkdir(parents=True)
+def write(name: str, model: onnx.ModelProto, cases: list, errors: list) -> None:
+    """The model as spec/models/<name>.onnx; spec/cases/<name>.json: the valid cases with the Python runtime's
+    outputs, then the error cases ``(name, inputs_text, code)``."""
+    path = HERE / f"{name}.onnx"
     onnx.checker.check_model(model)
-    onnx.save(model, out / "model.onnx")
+    onnx.save(model, path)
+    requires = ["onnxruntime-extensions"] if any(o.domain == "ai.onnx.contrib" for o in model.opset_import) else []
     entries = []
-    with Pipeline.load(out / "model.onnx") as pipe:
-        requires = [d["domain"] for d in (pipe.manifest or {}).get("domains", [])]
-        for k, (case, inputs) in enumerate(cases):
-            tensor_json.dump(inputs, out / f"inputs_{k}.json")
-            tensor_json.dump(pipe.run(inputs), out / f"expected_{k}.json")
-            entries.append({"name": case, "inputs": f"inputs_{k}.json", "expected": f"expected_{k}.json"})
-    spec = {"name": name, "model": "model.onnx", "generate": "runtimes/go/testdata/make_testdata.py",
-            "requires": requires, "tolerance": TOLERANCE, "cases": entries}
-    (out / "vector.json").write_text(json.dumps(spec, indent=2) + "\n", encoding="utf-8")
+    with Pipeline.load(path) as pipe:
+        for case, inputs in cases:
+            doc = {k: tensor_json.encode(v) for k, v in inputs.items()}
+            entries.append({"name": case, "inputs": doc, "expected": json.loads(tensor_json.dumps(pipe.run(inputs)))})
+    for case, text, code in errors:
+        entries.append({"name": case, "inputs_text": text, "error": code})
+    spec = {"model": path.relative_to(ROOT).as_posix(), **({"requires": requires} if requires else {}),
+            "tolerance": TOLERANCE, "cases": entries}
+    (CASES / f"{name}.json").write_text(json.dumps(spec, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+STRING_ERRORS = [
+    ("lone-surrogate", '{"text": {"dtype": "string", "shape": [1], "data": ["\\ud800"]}}', "INVALID_INPUT"),
+    ("reversed-surrogates", '{"text": {"dtype": "string", "shape": [1], "data": ["\\udc00\\ud800"]}}', "INVALID_INPUT"),
+    ("number-for-string", '{"text": {"dtype": "string", "shape": [1], "data": [1]}}', "INVALID_INPUT"),
+    ("string-over-limit", '{"text": {"dtype": "string", "shape": [0, 16777217], "data": []}}', "TOO_LARGE"),
+    ("rank-2", '{"text": {"dtype": "string", "shape": [1, 1], "data": ["a"]}}', "INVALID_INPUT"),
+]
+
+SCALAR_ERRORS = [
+    ("offset-float", '{"x": {"dtype": "float32", "shape": [1], "data": [1]}, "offset": {"dtype": "float32", "shape": [], "data": [1.0]}}', "INVALID_INPUT"),
+    ("offset-fraction", '{"x": {"dtype": "float32", "shape": [1], "data": [1]}, "offset": {"dtype": "int64", "shape": [], "data": [1.5]}}', "INVALID_INPUT"),
+    ("offset-not-scalar", '{"x": {"dtype": "float32", "shape": [1], "data": [1]}, "offset": {"dtype": "int64", "shape": [1], "data": [1]}}', "INVALID_INPUT"),
+    ("x-narrowing", '{"x": {"dtype": "float64", "shape": [1], "data": [1]}}', "INVALID_INPUT"),
+    ("x-scalar", '{"x": {"dtype": "float32", "shape": [], "data": [1]}}', "INVALID_INPUT"),
+]
+
+CONTRIB_ERRORS = [
+    ("lone-surrogate", '{"text": {"dtype": "string", "shape": [1], "data": ["a\\ud834b"]}}', "INVALID_INPUT"),
+    ("missing-text", '{}', "INVALID_INPUT"),
+]
 
 
 def main() -> None:
-    write("contrib", *contrib())
-    write("scalars", *scalars())
-    write("strings", *strings())
-    onnx.save(slow(), HERE.parent / "slow.onnx")
+    write("contrib_tokenizer", *contrib(), CONTRIB_ERRORS)
+    write("scalars", *scalars(), SCALAR_ERRORS)
+    write("strings", *strings(), STRING_ERRORS)
+    onnx.save(slow(), HERE / "slow_loop.onnx")
 
 
 if __name__ == "__main__":

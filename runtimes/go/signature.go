@@ -109,6 +109,8 @@ type Signature struct {
 	// Verification is the export-time check: "passed", "failed", "not run" (exported with verify=False),
 	// or "unknown" for a plain ONNX file (docs/manifest.md).
 	Verification string `json:"verification"`
+	// Precision is the manifest's "precision" (fp32, int8, ...); "" for a plain ONNX file.
+	Precision string `json:"-"`
 }
 
 // Input returns the spec of the named input.
@@ -176,6 +178,7 @@ type manifest struct {
 	Inputs        []TensorSpec `json:"inputs"`
 	Outputs       []TensorSpec `json:"outputs"`
 	Labels        []string     `json:"labels"`
+	Precision     string       `json:"precision"`
 	Domains       []struct {
 		Domain  string `json:"domain"`
 		Library string `json:"library"`
@@ -222,7 +225,7 @@ func parseManifest(text, where string) (*Signature, error) {
 	if len(m.Inputs) == 0 || len(m.Outputs) == 0 {
 		return nil, loadErr("%s: manifest declares %d inputs and %d outputs, expected at least one of each", where, len(m.Inputs), len(m.Outputs))
 	}
-	sig := &Signature{Name: m.Name, Source: "manifest", Inputs: m.Inputs, Outputs: m.Outputs, Labels: m.Labels, Domains: []string{}, Verification: m.status()}
+	sig := &Signature{Name: m.Name, Source: "manifest", Inputs: m.Inputs, Outputs: m.Outputs, Labels: m.Labels, Domains: []string{}, Verification: m.status(), Precision: m.Precision}
 	for _, d := range m.Domains {
 		sig.Domains = append(sig.Domains, d.Domain)
 	}

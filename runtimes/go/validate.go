@@ -32,6 +32,12 @@ func (p *Pipeline) validate(inputs map[string]Tensor) ([]Tensor, error) {
 		if err != nil {
 			return nil, err
 		}
+		if t.Len() == 0 && p.sig.Precision == "int8" {
+			// ONNX Runtime's dynamic quantization divides by zero on an empty tensor and the process dies with
+			// SIGFPE (ORT 1.31.1, MiniLM int8; issue 13 §2): refused before native code.
+			return nil, inputErr("input %q: shape %s has no elements; this int8 pipeline cannot run an empty tensor (ONNX Runtime's dynamic quantization would abort the process); expected every dimension > 0",
+				spec.Name, core.FormatShape(t.Shape()))
+		}
 		given[i] = t
 	}
 	return given, nil

@@ -141,10 +141,10 @@ def _measure(call: Callable[[int, int], None], clients: int, seconds: float) -> 
 
 
 def _pipeline_name(model: Path) -> str:
-    from onnxpipe_runtime.modelfile import read_header
+    from onnxpipe_runtime.format import read_model
 
-    manifest = read_header(model.read_bytes(), str(model)).manifest or {}
-    return str(manifest.get("name", model.stem))
+    manifest = read_model(model).manifest
+    return manifest.name if manifest is not None else model.stem
 
 
 def _row(label: str, clients: int, rps: float, lat: list[float]) -> str:

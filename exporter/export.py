@@ -21,13 +21,13 @@ from onnxpipe._version import __version__
 from onnxpipe.errors import ExportError, ExportVerificationError
 from onnxpipe.stages import OnnxStage
 from onnxpipe.verify import Tolerance, resolve_tolerances, verify
+from onnxpipe_runtime.format import MANIFEST_KEY, VECTORS_KEY, VERIFICATION_STATES, Domain, Manifest, StageInfo
+from onnxpipe_runtime.signature import TensorSpec
 
 __all__ = ["ExportedPipeline", "Tolerance", "export_pipeline", "MANIFEST_KEY", "DEFAULT_OPSET"]
 
 log = logging.getLogger("onnxpipe")
 
-MANIFEST_KEY = "onnxpipe.manifest"
-VECTORS_KEY = "onnxpipe.vectors"
 MAX_EMBEDDED_VECTORS = 256 * 1024  # bytes of JSON; larger examples are not embedded
 DEFAULT_OPSET = 18
 DOMAIN_LIBRARIES = {"ai.onnx.contrib": "onnxruntime-extensions"}
@@ -38,7 +38,7 @@ class ExportedPipeline:
     """What ``export_pipeline`` wrote: the file, its manifest, and a report (verification, op counts, size)."""
 
     path: Path
-    manifest: dict[str, Any]
+    manifest: Manifest
     report: dict[str, Any] = field(default_factory=dict)
 
     def load(self, **kwargs: Any) -> Any:
@@ -207,7 +207,7 @@ def export_pipeline(
     report: dict[str, Any] = {
         "op_counts": _graph.op_counts(composed),
         "exporters": {seg.name: kind for seg, kind in zip(segments, exporters)},
-        "verification": manifest["verification"],
+        "verification": dict(manifest.verification),
     }
     # The file is written beside ``path`` and renamed onto it only once it is final: a failed verification
     # (or an interrupted export) never leaves a file at ``path``, and an older file there stays untouched.
@@ -222,19 +222,15 @@ def export_pipeline(
                 raise
             if _name_output_dims(composed, results, input_axes):
                 manifest = _manifest(composed, segments, exporters, runtime_defaults, opset, metadata, path)
-            manifest["verification"] = verification_state("passed", [r.to_dict() for r in results])
+            manifest = manifest.replace(verification=verification_state("passed", [r.to_dict() for r in results]))
             _write(composed, manifest, staged, vectors)
-            report["verification"] = manifest["verification"]
+            report["verification"] = dict(manifest.verification)
         os.replace(staged, path)
     finally:
         staged.unlink(missing_ok=True)
     report["file_size"] = path.stat().st_size
     say(f"wrote {path} ({report['file_size']:,} bytes)" + ("" if verify else "; NOT verified (verify=False)"))
     return ExportedPipeline(path=path, manifest=manifest, report=report)
-
-
-#: ``verification.status`` in the manifest: three distinct states (docs/manifest.md)
-VERIFICATION_STATES = ("passed", "failed", "not run")
 
 
 def verification_state(status: str, cases: Sequence[Mapping[str, Any]] = (), reason: str | None = None) -> dict[str, Any]:
@@ -307,17 +303,13 @@ def _name_output_dims(model: onnx.ModelProto, results: Sequence[Any],
 
 def _manifest(model: onnx.ModelProto, segments: Sequence[_segments.Segment], exporters: Sequence[str],
               runtime_defaults: Mapping[str, float], opset: int, metadata: Mapping[str, str] | None,
-              path: Path) -> dict[str, Any]:
-    def entry(vi: onnx.ValueInfoProto) -> dict[str, Any]:
-        dims = _graph.dims_of(vi)
-        e: dict[str, Any] = {"name": vi.name, "dtype": _graph.dtype_of(vi), "shape": dims if dims is not None else []}
+              path: Path) -> Manifest:
+    def entry(vi: onnx.ValueInfoProto) -> TensorSpec:
         if vi.name in runtime_defaults:
-            e["optional"] = True
-            e["default"] = runtime_defaults[vi.name]
-            e["shape"] = []
-            if runtime_ranges.get(vi.name) is not None:
-                e["range"] = list(runtime_ranges[vi.name])
-        return e
+            rng = runtime_ranges.get(vi.name)
+            return TensorSpec(vi.name, _graph.dtype_of(vi), (), optional=True, default=runtime_defaults[vi.name],
+                              range=(rng[0], rng[1]) if rng is not None else None)
+        return TensorSpec(vi.name, _graph.dtype_of(vi), tuple(_graph.dims_of(vi) or ()))
 
     runtime_ranges = {n: ri.range for seg in segments for n, ri in seg.runtime_inputs}
     node_counts = {s: sum(c.values()) for s, c in _graph.op_counts(model).items()}
@@ -327,13 +319,13 @@ def _manifest(model: onnx.ModelProto, segments: Sequence[_segments.Segment], exp
         if not segs:
             continue
         kinds = sorted({k for _, k in segs})
-        stages.append({
-            "name": stage_name,
-            "kind": "onnx" if kinds == ["onnx"] else "torch",
-            "exporter": "+".join(kinds),
-            "description": " -> ".join(s.describe() for s, _ in segs),
-            "nodes": node_counts.get(stage_name, 0),
-        })
+        stages.append(StageInfo(
+            name=stage_name,
+            kind="onnx" if kinds == ["onnx"] else "torch",
+            exporter="+".join(kinds),
+            description=" -> ".join(s.describe() for s, _ in segs),
+            nodes=node_counts.get(stage_name, 0),
+        ))
     labels = None
     domains: set[str] = set()
     for seg in segments:
@@ -346,22 +338,20 @@ def _manifest(model: onnx.ModelProto, segments: Sequence[_segments.Segment], exp
             domains.update(getattr(step, "domains", ()) or ())
     domains.update(imp.domain for imp in model.opset_import if imp.domain not in ("", "ai.onnx"))
     used = sorted({k for k in exporters})
-    return {
-        "format": "onnxpipe.manifest",
-        "format_version": 1,
-        "sdk_version": __version__,
-        "name": (metadata or {}).get("name", path.stem),
-        "inputs": [entry(vi) for vi in model.graph.input],
-        "outputs": [entry(vi) for vi in model.graph.output],
-        "stages": stages,
-        "labels": labels,
-        "domains": [{"domain": d, "library": DOMAIN_LIBRARIES.get(d, "")} for d in sorted(domains)],
-        "precision": "fp32",
-        "opset": opset,
-        "exporter": used[0] if len(used) == 1 else "+".join(used),
-        "verification": verification_state("not run"),
-        "metadata": dict(sorted((metadata or {}).items())),
-    }
+    return Manifest(
+        sdk_version=__version__,
+        name=(metadata or {}).get("name", path.stem),
+        inputs=tuple(entry(vi) for vi in model.graph.input),
+        outputs=tuple(entry(vi) for vi in model.graph.output),
+        stages=tuple(stages),
+        labels=tuple(labels) if labels is not None else None,
+        domains=tuple(Domain(d, DOMAIN_LIBRARIES.get(d, "")) for d in sorted(domains)),
+        precision="fp32",
+        opset=opset,
+        exporter=used[0] if len(used) == 1 else "+".join(used),
+        verification=verification_state("not run"),
+        metadata=dict(sorted((metadata or {}).items())),
+    )
 
 
 def _declared_outputs(segments: Sequence[_segments.Segment]) -> tuple[dict[str, int | None], dict[str, float]]:
@@ -392,9 +382,8 @@ def _embedded_vectors(segments: Sequence[_segments.Segment], inputs: Mapping[str
     return text if len(text.encode("utf-8")) <= MAX_EMBEDDED_VECTORS else None
 
 
-def _write(model: onnx.ModelProto, manifest: Mapping[str, Any], path: Path, vectors: str | None) -> None:
-    text = json.dumps(manifest, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    m = _graph.with_metadata(model, {MANIFEST_KEY: text, VECTORS_KEY: vectors})
+def _write(model: onnx.ModelProto, manifest: Manifest, path: Path, vectors: str | None) -> None:
+    m = _graph.with_metadata(model, {MANIFEST_KEY: manifest.to_json(), VECTORS_KEY: vectors})
     m.producer_version = __version__
     try:
         onnx.checker.check_model(m)

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 
 from onnxpipe_runtime import (
@@ -24,7 +25,7 @@ from onnxpipe_runtime import (
     accelerators,
     available_accelerators,
 )
-from onnxpipe_runtime.modelfile import read_model
+from onnxpipe_runtime.format import Manifest, read_model
 from onnxpipe_runtime.pipeline import CONTRIB_DOMAIN, _extensions_library, session_options
 from onnxpipe_runtime.vectors import load_set, mismatches
 
@@ -52,8 +53,7 @@ def _present(folder: Path):
 
 
 def _stage_names(path: Path) -> list[str]:
-    _, header = read_model(path)
-    return [s["name"] for s in header.manifest["stages"]]
+    return read_model(path).manifest.stage_names()
 
 
 # --- the cut: every file, every stage on the CPU provider, same answers as the whole file ---------------------------
@@ -61,18 +61,19 @@ def _stage_names(path: Path) -> list[str]:
 @pytest.mark.parametrize("folder", vector_sets(), ids=lambda p: p.name)
 def test_stages_cut_at_their_prefixes_reproduce_the_vectors(folder):
     vs = _present(folder)
-    data, header = read_model(vs.model)
+    file = read_model(vs.model)
+    data = file.data
 
     def cpu(model: bytes, name: str) -> _placement.OrtStage:
         so = session_options(1)
-        if CONTRIB_DOMAIN in header.domains:
+        if CONTRIB_DOMAIN in file.domains:
             so.register_custom_ops_library(_extensions_library())
         return _placement.OrtStage(model, name, so)
 
-    stages, _ = _stages.split(data, _stage_names(vs.model), vs.name)
+    stages, whole = _stages.split(data, _stage_names(vs.model), vs.name)
     total = sum(len(s.nodes) for s in stages)
-    assert total == len(_stages._read_graph(data, vs.name)[1].nodes)
-    outputs = [o["name"] for o in header.manifest["outputs"]]
+    assert total == len(whole.graph.node)
+    outputs = [o.name for o in file.manifest.outputs]
     example = vs.cases[0].inputs
     for accelerated in [s.name for s in stages]:  # each stage once in the accelerator's seat
         placed = _placement.build(data, _stage_names(vs.model), vs.name, accelerated, cpu, cpu, outputs, example)
@@ -82,15 +83,16 @@ def test_stages_cut_at_their_prefixes_reproduce_the_vectors(folder):
 
 
 def test_a_node_without_a_stage_prefix_is_refused():
-    data, _ = read_model(DIGITS)
+    data = read_model(DIGITS).data
     with pytest.raises(Exception, match=r"node '.*' has no stage prefix among \['pre/', 'model/'\]"):
         _stages.split(data, ["pre", "model"], "digits")
 
 
 def test_hand_over_types_are_written_as_value_infos():
     t = _stages.TensorType(7, (None, "seq", 3))
-    vi = _stages._value_info("pre/ids", t)
-    assert vi.startswith(b"\x0a\x07pre/ids") and b"seq" in vi
+    vi = onnx.ValueInfoProto.FromString(_stages._value_info("pre/ids", t).SerializeToString())
+    assert vi.name == "pre/ids" and vi.type.tensor_type.elem_type == 7
+    assert [(d.dim_value, d.dim_param) for d in vi.type.tensor_type.shape.dim] == [(0, ""), (0, "seq"), (3, "")]
 
 
 # --- choosing: names, precisions, errors ----------------------------------------------------------------------------
@@ -225,7 +227,7 @@ def test_minilm_on_openvino_bf16_and_auto_stay_within_cosine():
 def test_the_manifests_recommendation_is_followed_only_where_it_holds(rec, expected):
     if expected is not None and expected[0] == "openvino" and not HAS_OPENVINO:
         expected = None
-    assert accelerators.recommended({"accelerator": rec}) == expected
+    assert accelerators.recommended(Manifest(name="m", inputs=(), outputs=(), accelerator=rec)) == expected
 
 
 def test_the_reduced_precision_gate_is_cosine_per_row_and_exact_elsewhere():

@@ -88,7 +88,7 @@ def test_runtime_threshold_is_an_optional_input(image_pipeline):
             got = pipe.run(image=img.numpy(), score_threshold=np.float32(thr))
             np.testing.assert_array_equal(got["label_id"], eager(img, thr)["label_id"])
         assert (pipe.run(image=img.numpy(), score_threshold=np.float32(1.0))["label_id"] == -1).all()
-    entry = next(e for e in image_pipeline.manifest["inputs"] if e["name"] == "score_threshold")
+    entry = next(e for e in image_pipeline.manifest.to_dict()["inputs"] if e["name"] == "score_threshold")
     assert entry == {"name": "score_threshold", "dtype": "float32", "shape": [], "optional": True, "default": 0.4}
 
 
@@ -96,7 +96,7 @@ def test_manifest_round_trip(image_pipeline):
     model = onnx.load(str(image_pipeline.path))
     props = {p.key: p.value for p in model.metadata_props}
     manifest = json.loads(props["onnxpipe.manifest"])
-    assert manifest == image_pipeline.manifest
+    assert manifest == image_pipeline.manifest.to_dict()
     assert manifest["format"] == "onnxpipe.manifest" and manifest["format_version"] == 1
     assert manifest["sdk_version"] == onnxpipe.__version__
     assert manifest["inputs"][0] == {"name": "image", "dtype": "uint8", "shape": ["batch", "height", "width", 3]}
@@ -186,7 +186,7 @@ def test_scripted_loop_exports_as_onnx_loop_correct_at_every_length(tmp_path):
     x = torch.randn(2, 5)
     res = export_pipeline(None, ScriptedLoop(), None, example_inputs={"x": x},
                           dynamic_axes={"x": {0: "batch", 1: "time"}}, path=tmp_path / "loop.onnx")
-    assert res.manifest["stages"][0]["exporter"] == "torchscript"
+    assert res.manifest.to_dict()["stages"][0]["exporter"] == "torchscript"
     model = onnx.load(str(res.path))
     ops = [n.op_type for n in model.graph.node]
     assert "Loop" in ops and ops.count("Max") <= 1, ops  # one loop body, not an unrolled chain
@@ -287,10 +287,10 @@ def test_onnx_native_stage_composes_with_torch(tmp_path):
     res = export_pipeline(ToTensor(), TinyNet().eval(), Chain(Decide(), NameLookup()),
                           example_inputs={"image": pixels(2, 20, 24, 3)}, dynamic_axes=IMAGE_AXES,
                           path=tmp_path / "lookup.onnx")
-    assert res.manifest["labels"] == ["cat", "dog", "bird"]
-    assert [(o["name"], o["dtype"]) for o in res.manifest["outputs"]] == [
+    assert res.manifest.to_dict()["labels"] == ["cat", "dog", "bird"]
+    assert [(o["name"], o["dtype"]) for o in res.manifest.to_dict()["outputs"]] == [
         ("probability", "float32"), ("class_id", "int64"), ("label", "string")]
-    assert res.manifest["stages"][2]["exporter"] == "dynamo+onnx"
+    assert res.manifest.to_dict()["stages"][2]["exporter"] == "dynamo+onnx"
     img = pixels(3, 9, 30, 3, seed=5)
     with Pipeline.load(res.path) as pipe:
         got = pipe.run(image=img.numpy(), score_threshold=np.float32(0.0))
@@ -375,7 +375,7 @@ def test_onnx_native_stage_may_pass_inputs_through(tmp_path):
     res = export_pipeline(None, TinyNet().eval(), Chain(Decide(), PassThroughLookup()),
                           example_inputs={"x": torch.rand(2, 3, 10, 10)}, dynamic_axes={"x": {0: "batch"}},
                           path=tmp_path / "pass.onnx")
-    assert [o["name"] for o in res.manifest["outputs"]] == ["probs", "label_id", "label"]
+    assert [o["name"] for o in res.manifest.to_dict()["outputs"]] == ["probs", "label_id", "label"]
     with Pipeline.load(res.path) as pipe:
         got = pipe.run(x=np.random.default_rng(0).random((4, 3, 10, 10), dtype=np.float32), score_threshold=0.0)
     names = np.array(["cat", "dog", "bird"], dtype=object)
@@ -385,7 +385,7 @@ def test_onnx_native_stage_may_pass_inputs_through(tmp_path):
 def test_output_dims_are_named_for_torchscript_parts(tmp_path):
     res = export_pipeline(ToTensor(), None, None, example_inputs={"image": pixels(2, 20, 24, 3)},
                           dynamic_axes=IMAGE_AXES, path=tmp_path / "ts.onnx", exporter="torchscript")
-    assert res.manifest["outputs"][0]["shape"] == ["batch", 3, 12, 12]
+    assert res.manifest.to_dict()["outputs"][0]["shape"] == ["batch", 3, 12, 12]
     out = onnx.load(str(res.path)).graph.output[0]
     assert [d.dim_param or d.dim_value for d in out.type.tensor_type.shape.dim] == ["batch", 3, 12, 12]
 

@@ -18,6 +18,8 @@ import onnx.version_converter
 import pytest
 import torch
 from onnxpipe_runtime import Pipeline, tensor_json
+from onnxpipe_runtime.format import Manifest
+from onnxpipe_runtime.signature import TensorSpec
 
 import onnxpipe
 from onnxpipe import RuntimeInput, export_pipeline
@@ -109,7 +111,7 @@ def test_mixed_precision_keeps_exactly_the_harmful_node_in_fp32(mlp_file, tmp_pa
             assert cos.min() >= 0.999
             np.testing.assert_array_equal(opt.run(case, score_threshold=0.2)["positive"],
                                           ref.run(case, score_threshold=0.2)["positive"])
-        manifest = opt.manifest
+        manifest = opt.manifest.to_dict()
     assert manifest["precision"] == "mixed"
     assert manifest["optimization"]["stages"]["model"]["fp32_nodes"] == mixed.fp32_nodes
     assert manifest["optimization"]["gate"]["rule"].startswith("cosine>=0.999")
@@ -219,8 +221,8 @@ def _empty_dir(tmp_path: Path) -> Path:
 
 # -- the gate's metrics ------------------------------------------------------------------------------------
 def test_gate_metrics_by_output_kind():
-    manifest = {"outputs": [{"name": "det"}, {"name": "v"}, {"name": "label"}],
-                "metadata": {"det": "batch_index,x1,y1,x2,y2,score,class_id"}}
+    manifest = Manifest(name="m", inputs=(), outputs=tuple(TensorSpec(n, "float32", ()) for n in ("det", "v", "label")),
+                        metadata={"det": "batch_index,x1,y1,x2,y2,score,class_id"})
     det = np.array([[0, 0, 0, 10, 10, 0.9, 1], [0, 20, 20, 30, 30, 0.8, 2], [1, 0, 0, 5, 5, 0.7, 0]], np.float32)
     moved = det.copy()
     moved[0, 1:5] += 1  # IoU 0.68: still a match
@@ -381,10 +383,11 @@ def test_accelerator_candidates_are_gated_and_recommended(tmp_path):
     assert row.accelerator == "openvino" and row.passed and row.metrics["agreement"] == 1.0
     assert "openvino" in report.table()
     with Pipeline.load(out) as pipe:
-        manifest = pipe.manifest
+        typed = pipe.manifest
+    manifest = typed.to_dict()
     assert manifest["accelerator"]["recommended"] == "openvino" and manifest["accelerator"]["precision"] == "f32"
     assert manifest["precision"] == "fp32" and manifest["optimization"]["stages"]["model"]["accelerator"] == "openvino"
-    assert accelerators.recommended(manifest) == ("openvino", "f32")
+    assert accelerators.recommended(typed) == ("openvino", "f32")
     # the graph is the fp32 file's: only the manifest recommends where its model stage runs
     assert _stage.stage_fingerprint(onnx.load(str(src)), ("pre", "model", "post")) == \
         _stage.stage_fingerprint(onnx.load(str(out)), ("pre", "model", "post"))

@@ -45,13 +45,13 @@ from onnxpipe.errors import GateError, OptimizeError
 from onnxpipe._optimize import _fusion, _quantize, _stage
 from onnxpipe._optimize._gate import Gate, evaluate, margin, parse_gate, passes
 from onnxpipe._optimize._harness import Harness, max_difference
+from onnxpipe_runtime.errors import ModelLoadError
+from onnxpipe_runtime.format import MANIFEST_KEY, VECTORS_KEY, Domain, Manifest
 
 __all__ = ["ALL_CANDIDATES", "DEFAULT_CANDIDATES", "Candidate", "Gate", "OptimizeReport", "load_cases", "optimize", "parse_gate"]
 
 log = logging.getLogger("onnxpipe")
 
-MANIFEST_KEY = "onnxpipe.manifest"
-VECTORS_KEY = "onnxpipe.vectors"
 ALL_CANDIDATES = ("fp32", "fp32-fused", "int8-dynamic", "int8-dynamic-pc", "int8-static", "int8-weights", "mixed",
                   "openvino-f32", "openvino-bf16")
 DEFAULT_CANDIDATES = ALL_CANDIDATES
@@ -292,16 +292,13 @@ def _cpu_features() -> dict[str, Any]:
 
 
 # -- the file ---------------------------------------------------------------------------------------------
-def _manifest_of(model: onnx.ModelProto) -> dict[str, Any]:
+def _manifest_of(model: onnx.ModelProto) -> Manifest:
     for p in model.metadata_props:
         if p.key == MANIFEST_KEY:
             try:
-                doc = json.loads(p.value)
-            except json.JSONDecodeError as e:
-                raise OptimizeError(f"the manifest ({MANIFEST_KEY}) is not valid JSON: {e}") from e
-            if not isinstance(doc, dict):
-                raise OptimizeError(f"the manifest ({MANIFEST_KEY}) is not a JSON object")
-            return doc
+                return Manifest.from_json(p.value)
+            except ModelLoadError as e:
+                raise OptimizeError(str(e)) from e
     raise OptimizeError(f"the file has no onnxpipe manifest (metadata {MANIFEST_KEY!r}): optimize works on files "
                         "written by export_pipeline, whose stages it can tell apart")
 
@@ -322,9 +319,8 @@ def _write_atomic(model: onnx.ModelProto, path: Path) -> None:
         raise
 
 
-def _with_metadata(model: onnx.ModelProto, manifest: Mapping[str, Any], vectors: str | None) -> onnx.ModelProto:
-    text = json.dumps(manifest, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return with_metadata(model, {MANIFEST_KEY: text, VECTORS_KEY: vectors})
+def _with_metadata(model: onnx.ModelProto, manifest: Manifest, vectors: str | None) -> onnx.ModelProto:
+    return with_metadata(model, {MANIFEST_KEY: manifest.to_json(), VECTORS_KEY: vectors})
 
 
 def _refresh_vectors(text: str | None, path: Path, threads: int) -> str | None:
@@ -419,11 +415,11 @@ def optimize(
     except Exception as e:
         raise OptimizeError(f"model file {str(src)!r} is not an ONNX model: {e}") from e
     manifest = _manifest_of(full)
-    if manifest.get("optimization"):
+    if manifest.optimization:
         raise OptimizeError(
-            f"{src.name} is already optimized ({manifest['optimization'].get('chosen', '?')}, precision "
-            f"{manifest.get('precision', '?')}); optimize the fp32 file it came from "
-            f"({manifest['optimization'].get('source', {}).get('name', 'unknown')})")
+            f"{src.name} is already optimized ({manifest.optimization.get('chosen', '?')}, precision "
+            f"{manifest.precision}); optimize the fp32 file it came from "
+            f"({manifest.optimization.get('source', {}).get('name', 'unknown')})")
     out_path = Path(path_out) if path_out is not None else src.with_suffix(".opt.onnx")
     if out_path.resolve() == src.resolve():
         raise OptimizeError(f"path_out {str(out_path)!r} is the input file; write the optimized file elsewhere")
@@ -587,28 +583,20 @@ def optimize(
         optimized = onnx.load(str(chosen_file))
         vectors = next((p.value for p in full.metadata_props if p.key == VECTORS_KEY), None)
         vectors = _refresh_vectors(vectors, chosen_file, n_threads)
-        new_manifest = dict(manifest)
         counts = _node_counts(optimized)
-        new_manifest["stages"] = [dict(s, nodes=counts.get(s["name"], s.get("nodes", 0)))
-                                  for s in manifest.get("stages", [])]
         on_cpu = best.accelerator == "cpu"
-        new_manifest["precision"] = (best.precision if not best.fp32_nodes else "mixed") if on_cpu else "fp32"
-        recommendation = _recommendation(best)
-        if recommendation is not None:
-            new_manifest["accelerator"] = recommendation
-        ms_used = any(imp.domain == _fusion.MS_DOMAIN for imp in optimized.opset_import)
-        if ms_used:
-            domains = list(new_manifest.get("domains", []))
-            if not any(d.get("domain") == _fusion.MS_DOMAIN for d in domains):
-                domains.append({"domain": _fusion.MS_DOMAIN, "library": "onnxruntime"})
-            new_manifest["domains"] = sorted(domains, key=lambda d: d["domain"])
+        precision = (best.precision if not best.fp32_nodes else "mixed") if on_cpu else "fp32"
+        domains = list(manifest.domains)
+        if any(imp.domain == _fusion.MS_DOMAIN for imp in optimized.opset_import) and \
+                not any(d.domain == _fusion.MS_DOMAIN for d in domains):
+            domains.append(Domain(_fusion.MS_DOMAIN, "onnxruntime"))
         ref = rows[0]
-        new_manifest["optimization"] = {
+        optimization = {
             "chosen": best.name,
             "source": {"name": src.name, "sha256": hashlib.sha256(src.read_bytes()).hexdigest()},
             "stages": {
                 "pre": {"precision": "unchanged", "method": "unchanged"},
-                "model": {"precision": new_manifest["precision"] if on_cpu else best.precision, "method": best.method,
+                "model": {"precision": precision if on_cpu else best.precision, "method": best.method,
                           "accelerator": best.accelerator,
                           "fusions": dict(best.fusions), **({"fp32_nodes": best.fp32_nodes} if best.fp32_nodes
                                                            else {})},
@@ -622,6 +610,13 @@ def optimize(
             "measured_on": dict(_cpu_features(), threads=n_threads),
             "candidates": [c.to_dict(ref) for c in rows],
         }
+        new_manifest = manifest.replace(
+            stages=tuple(s.replace(nodes=counts.get(s.name, s.nodes)) for s in manifest.stages),
+            precision=precision,
+            accelerator=_recommendation(best) or manifest.accelerator,
+            domains=tuple(sorted(domains, key=lambda d: d.domain)),
+            optimization=optimization,
+        )
         final = _with_metadata(optimized, new_manifest, vectors)
         _write_atomic(final, out_path)
     report.path_out = out_path
@@ -639,7 +634,7 @@ def _model_of(c: Candidate) -> onnx.ModelProto:
 
 def _accelerator_rows(src: Path, wanted: Sequence[str], portable: bool, rows: list[Candidate],
                       val: Sequence[Mapping[str, np.ndarray]], reference: Sequence[Mapping[str, np.ndarray]],
-                      manifest: Mapping[str, Any], gate: Gate, threads: int,
+                      manifest: Manifest, gate: Gate, threads: int,
                       say: Callable[[str], None]) -> dict[str, dict[str, Any]]:
     """Rows for the fp32 file with its model stage on each accelerator this machine has (precision x accelerator),
     gated on the whole file's outputs. Returns {candidate name: Pipeline.load keyword arguments}."""
@@ -692,7 +687,7 @@ def _recommendation(best: Candidate) -> dict[str, Any] | None:
             "cpu_features": list(accelerators.cpu_features())}
 
 
-def _mixed_search(base: Candidate, fp32_model: onnx.ModelProto, harness: Harness, reference: Sequence[Mapping[str, np.ndarray]], manifest: Mapping[str, Any],
+def _mixed_search(base: Candidate, fp32_model: onnx.ModelProto, harness: Harness, reference: Sequence[Mapping[str, np.ndarray]], manifest: Manifest,
                   gate: Gate, say: Callable[[str], None]) -> Candidate | None:
     """Keep the nodes that hurt the pipeline's metric most in fp32 until ``base``'s method passes the gate.
 

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from onnxpipe.errors import OptimizeError
+from onnxpipe_runtime.format import Manifest
 
 Outputs = Mapping[str, np.ndarray]
 UserMetric = Callable[[Sequence[Outputs], Sequence[Outputs]], float]
@@ -70,10 +71,10 @@ def parse_gate(text: str | Gate | None) -> Gate:
     return gate
 
 
-def detection_outputs(manifest: Mapping[str, Any]) -> set[str]:
+def detection_outputs(manifest: Manifest) -> set[str]:
     """Outputs the manifest describes as detection tables (metadata ``{output: "batch_index,x1,...,class_id"}``)."""
-    meta = manifest.get("metadata") or {}
-    names = {o["name"] for o in manifest.get("outputs", [])}
+    meta = manifest.metadata
+    names = {o.name for o in manifest.outputs}
     found = set()
     for key, value in meta.items():
         cols = tuple(c.strip() for c in str(value).split(","))
@@ -126,7 +127,7 @@ def _match_detections(ref: np.ndarray, got: np.ndarray) -> int:
     return matched
 
 
-def evaluate(reference: Sequence[Outputs], candidate: Sequence[Outputs], manifest: Mapping[str, Any],
+def evaluate(reference: Sequence[Outputs], candidate: Sequence[Outputs], manifest: Manifest,
              gate: Gate) -> dict[str, float]:
     """Every applicable metric of ``candidate`` against ``reference`` (lists of output dicts, one per case)."""
     detections = detection_outputs(manifest)

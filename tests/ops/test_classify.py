@@ -132,7 +132,7 @@ def test_topk_with_labels_and_unknown_exported(tmp_path, exporter):
     ep = onnxpipe.export_pipeline(None, None, post, example_inputs={"logits": logits},
                                   dynamic_axes={"logits": {0: "batch"}}, path=tmp_path / "topk.onnx",
                                   exporter=exporter, verify_inputs=edge)
-    m = ep.manifest
+    m = ep.manifest.to_dict()
     assert m["labels"] == LABELS
     assert [(i["name"], i.get("default")) for i in m["inputs"]] == [("logits", None), ("score_threshold", 0.3)]
     assert [(o["name"], o["dtype"], o["shape"]) for o in m["outputs"]] == [
@@ -156,14 +156,14 @@ def test_topk_without_labels_and_multilabel_exported(tmp_path):
     ep = onnxpipe.export_pipeline(None, None, TopK(6), example_inputs={"scores": x},
                                   dynamic_axes={"scores": {0: "batch"}}, path=tmp_path / "ids.onnx",
                                   verify_inputs=[{"scores": np.zeros((1, 6), np.float32)}])
-    assert [o["name"] for o in ep.manifest["outputs"]] == ["score", "label_id"] and ep.manifest["labels"] is None
-    assert [i["name"] for i in ep.manifest["inputs"]] == ["scores"]
+    assert [o["name"] for o in ep.manifest.to_dict()["outputs"]] == ["score", "label_id"] and ep.manifest.to_dict()["labels"] is None
+    assert [i["name"] for i in ep.manifest.to_dict()["inputs"]] == ["scores"]
 
     post = Chain(Sigmoid(), MultiLabel(0.5, LABELS, threshold_name="tag_threshold"))
     ep = onnxpipe.export_pipeline(None, None, post, example_inputs={"logits": x},
                                   dynamic_axes={"logits": {0: "batch"}}, path=tmp_path / "multi.onnx",
                                   verify_inputs=[{"logits": np.zeros((0, 6), np.float32)}])
-    assert [(i["name"], i.get("default")) for i in ep.manifest["inputs"]] == [("logits", None), ("tag_threshold", 0.5)]
+    assert [(i["name"], i.get("default")) for i in ep.manifest.to_dict()["inputs"]] == [("logits", None), ("tag_threshold", 0.5)]
     logits = np.array([[3.0, -3.0, 0.0, 0.1, -0.1, 9.0]], np.float32)
     with Pipeline.load(ep.path, threads=1) as pipe:
         got = pipe.run({"logits": logits})

@@ -193,7 +193,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[BatchedNM
     ):
         op = BatchedNMS(iou_threshold=0.45, score_threshold=0.25, max_detections=7, class_agnostic=agnostic).eval()
         ex = export(op, d / f"{key}.onnx", exporter, verify)
-        out[key] = (op, ex.path, ex.manifest)
+        out[key] = (op, ex.path, ex.manifest.to_dict())
     return out
 
 

@@ -289,9 +289,9 @@ def test_uint8_pipeline_both_exporters(tmp_path):
         ep = onnxpipe.export_pipeline(pre, None, None, example_inputs={"image": pixels},
                                       dynamic_axes={"image": {0: "batch", 1: "height", 2: "width"}}, path=path,
                                       exporter=exporter, verify_inputs=edge, tolerances={"float32": (ATOL, 0.0)})
-        assert ep.manifest["inputs"][0]["shape"] == ["batch", "height", "width", 3]
+        assert ep.manifest.to_dict()["inputs"][0]["shape"] == ["batch", "height", "width", 3]
         if exporter == "dynamo":  # TorchScript leaves names like "Divoutput_dim_1" on static dims
-            assert ep.manifest["outputs"][0]["shape"][1:] == [3, 10, 10]
+            assert ep.manifest.to_dict()["outputs"][0]["shape"][1:] == [3, 10, 10]
         x = torch.randint(0, 256, (1, 31, 7, 3), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
         with Pipeline.load(path, threads=1) as pipe:
             got = pipe.run({"image": x.numpy()})["output"]

@@ -218,7 +218,7 @@ def test_export_keeps_the_loop_and_matches_reference(tmp_path: Path, exporter: s
     t_len = 9
     exported = export(op, tmp_path / "viterbi.onnx", exporter, t_len)
     assert exported.report["exporters"] == {"pre": "torchscript" if exporter == "auto" else "dynamo"}
-    assert exported.manifest["verification"]["passed"]
+    assert exported.manifest.to_dict()["verification"]["passed"]
     model = onnx.load(exported.path)
     nodes = all_nodes(model.graph)
     assert [n.op_type for n in model.graph.node].count(loop_op) == 2  # forward pass and backtrack

@@ -270,7 +270,7 @@ def test_export_pipeline_with_the_tokenizer_as_pre(tmp_path):
         path=path,
         verify_inputs=[{"text": np.array(["", "北京 " * 40, "great😀!"], dtype=object)}],
     )
-    m = exported.manifest
+    m = exported.manifest.to_dict()
     assert m["domains"] == [{"domain": "ai.onnx.contrib", "library": "onnxruntime-extensions"}]
     assert m["stages"][0]["kind"] == "onnx"
     assert [o["name"] for o in m["outputs"]] == list(OUTPUTS)
@@ -329,7 +329,7 @@ def minilm_file(tmp_path_factory):
 
 @pytest.mark.slow
 def test_minilm_manifest(minilm_file):
-    m = minilm_file.manifest
+    m = minilm_file.manifest.to_dict()
     assert [i["name"] for i in m["inputs"]] == ["text"] and m["inputs"][0]["dtype"] == "string"
     assert m["outputs"] == [{"name": "embedding", "dtype": "float32", "shape": ["batch", 384]}]
     assert {"domain": "ai.onnx.contrib", "library": "onnxruntime-extensions"} in m["domains"]
@@ -370,4 +370,4 @@ def test_minilm_vector_cases_and_demo(minilm_file, tmp_path, capsys):
     minilm.demo(minilm_file.path)
     printed = capsys.readouterr().out
     assert "cosine min" in printed and "Someone is strumming an instrument." in printed
-    assert json.loads(json.dumps(minilm_file.manifest))["name"] == "minilm"
+    assert json.loads(minilm_file.manifest.to_json())["name"] == "minilm"

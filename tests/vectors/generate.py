@@ -46,7 +46,7 @@ def write_set(
     if model.resolve() != (out / model_name).resolve():
         shutil.copyfile(model, out / model_name)
     with Pipeline.load(out / model_name) as pipe:
-        requires = [d["domain"] for d in (pipe.manifest or {}).get("domains", [])]
+        requires = [d.domain for d in pipe.manifest.domains] if pipe.manifest is not None else []
         entries = []
         for k, (case_name, inputs) in enumerate(cases):
             outputs = pipe.run(inputs)

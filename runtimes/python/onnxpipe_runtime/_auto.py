@@ -22,6 +22,7 @@ import numpy as np
 
 from onnxpipe_runtime import accelerators as acc
 from onnxpipe_runtime.errors import PipelineError
+from onnxpipe_runtime.format import Manifest
 from onnxpipe_runtime.signature import Signature
 
 LARGE = 8
@@ -56,7 +57,7 @@ class RoutedSession:
 def choose(
     cpu: Choice,
     open_accelerated: Callable[[str, str], Any],
-    manifest: Mapping[str, Any] | None,
+    manifest: Manifest | None,
     signature: Signature,
     vectors: dict[str, Any] | None,
     precision: str | None,

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from onnxpipe_runtime.errors import MissingExtensionError, PipelineError
+from onnxpipe_runtime.format import Manifest
 
 __all__ = [
     "ACCELERATORS",
@@ -158,7 +159,7 @@ def check(accelerator: str, precision: str | None) -> tuple[str, str | None]:
 # -- opening a session -------------------------------------------------------------------------------------------
 def open_placed(
     data: bytes,
-    manifest: Mapping[str, Any] | None,
+    manifest: Manifest | None,
     source: str,
     accelerator: str,
     precision: str,
@@ -175,21 +176,21 @@ def open_placed(
             f"{source}: accelerator {accelerator!r} places the file's stages, and a plain ONNX file (no onnxpipe "
             "manifest) has none; use accelerator='cpu'"
         )
-    stage_names = [str(s.get("name")) for s in manifest.get("stages", []) if isinstance(s, dict)]
+    stage_names = manifest.stage_names()
     if ACCELERATED_STAGE not in stage_names:
         raise AcceleratorError(f"{source}: no {ACCELERATED_STAGE!r} stage (stages: {stage_names}) to accelerate")
-    domains = {str(d.get("domain")) for d in manifest.get("domains", []) if isinstance(d, dict)}
+    domains = {d.domain for d in manifest.domains}
     if "com.microsoft" in domains:
-        chosen = (manifest.get("optimization") or {}).get("chosen", "?")
+        chosen = (manifest.optimization or {}).get("chosen", "?")
         raise AcceleratorError(
             f"{source}: its model stage uses ONNX Runtime's com.microsoft ops (written by onnxpipe optimize for the "
             f"CPU: {chosen}), which {accelerator} cannot run; load it with accelerator='cpu', or put the fp32 file "
             f"it came from on {accelerator}"
         )
     defaults: dict[str, np.ndarray] = {}
-    for spec in manifest.get("inputs", []):
-        if isinstance(spec, dict) and spec.get("optional") and "default" in spec:
-            defaults[str(spec["name"])] = np.asarray(spec["default"], dtype=np.dtype(str(spec.get("dtype", "float32"))))
+    for spec in manifest.inputs:
+        if spec.optional and spec.default is not None:
+            defaults[spec.name] = np.asarray(spec.default, dtype=np.dtype(spec.dtype))
     return _placement.build(
         data, stage_names, source, ACCELERATED_STAGE,
         make_accelerated=lambda model, name: _openvino.OpenVinoStage(model, name, threads, precision),
@@ -201,10 +202,10 @@ def open_placed(
 
 
 # -- auto -------------------------------------------------------------------------------------------------------
-def recommended(manifest: Mapping[str, Any] | None) -> tuple[str, str | None] | None:
+def recommended(manifest: Manifest | None) -> tuple[str, str | None] | None:
     """The manifest's ``accelerator`` recommendation when this machine can follow it (same accelerator available,
     the precision supported, the CPU features it was measured with present), else None."""
-    rec = (manifest or {}).get("accelerator")
+    rec = manifest.accelerator if manifest is not None else None
     if not isinstance(rec, dict) or not isinstance(rec.get("recommended"), str):
         return None
     name, precision = rec["recommended"], rec.get("precision")

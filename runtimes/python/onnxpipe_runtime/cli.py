@@ -136,7 +136,7 @@ def signature_doc(pipe: Pipeline) -> dict[str, Any]:
         "file_size": pipe.path.stat().st_size,
         "signature": pipe.signature.to_dict(),
         "verification": sig_mod.verification_status(pipe.manifest),
-        "manifest": pipe.manifest,
+        "manifest": pipe.manifest.to_dict() if pipe.manifest is not None else None,
     }
 
 
@@ -163,7 +163,7 @@ def print_signature(doc: dict[str, Any]) -> None:
     for st in man.get("stages", []):
         print(f"  stage {st['name']} [{st['kind']}]: {st['description']} ({st['nodes']} nodes)")
     if man:
-        status = sig_mod.verification_status(man)
+        status = doc["verification"]
         cases = len((man.get("verification") or {}).get("cases", []))
         print({"passed": f"  verification: passed on {cases} input sets",
                "failed": "  verification: FAILED at export (do not deploy this file)",

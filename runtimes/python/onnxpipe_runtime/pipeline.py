@@ -21,7 +21,7 @@ from onnxpipe_runtime.errors import (
     RunError,
     UnverifiedPipelineWarning,
 )
-from onnxpipe_runtime.modelfile import ModelHeader, read_model
+from onnxpipe_runtime.format import VECTORS_KEY, Manifest, ModelFile, read_model
 from onnxpipe_runtime.tensor_json import DTYPES, WIDENS_FROM
 from onnxpipe_runtime.threads import default_threads, parse_threads
 
@@ -64,19 +64,20 @@ class Pipeline:
     ...     out = pipe.run(image=pixels)          # {"score": ..., "label": ...}
     """
 
-    def __init__(self, session: ort.InferenceSession, header: ModelHeader, path: Path, threads: int):
+    def __init__(self, session: ort.InferenceSession, file: ModelFile, path: Path, threads: int):
         self._session: Any = session  # an InferenceSession, or a session-like placing stages (accelerators.py)
         #: where the model stage runs ("cpu", "openvino", or "auto" when calls are routed by batch size), its
         #: precision (None: as exported) and each stage's engine
         self.accelerator: str = "cpu"
         self.precision: str | None = None
-        self.placement: dict[str, str] = {str(st.get("name")): "cpu" for st in (header.manifest or {}).get("stages", [])}
-        manifest = header.manifest
-        self.manifest = manifest
-        self._embedded_vectors = header.metadata.get("onnxpipe.vectors")
+        manifest = file.manifest
+        self.placement: dict[str, str] = {st.name: "cpu" for st in (manifest.stages if manifest else ())}
+        #: the file's manifest (None for a plain ONNX file)
+        self.manifest: Manifest | None = manifest
+        self._embedded_vectors = file.metadata.get(VECTORS_KEY)
         self.path = path
         self.threads = threads
-        domains = tuple(d for d in header.domains if d != "ai.onnx")
+        domains = tuple(d for d in file.domains if d != "ai.onnx")
         self.signature = sig.from_manifest(manifest) if manifest is not None else sig.from_session(session, domains)
         #: "passed", "failed", "not run" (exported with verify=False) or "unknown" (plain ONNX, no manifest)
         self.verification = sig.verification_status(manifest)
@@ -112,20 +113,20 @@ class Pipeline:
         if providers is not None and accelerator != "cpu":
             raise accelerators.AcceleratorError("give providers or accelerator, not both")
         path = Path(path)
-        data, header = read_model(path)
-        manifest = header.manifest  # rejects a bad manifest before paying for the session
+        file = read_model(path)  # rejects a bad manifest, or one that does not match the graph, before the session
+        data, manifest = file.data, file.manifest
         n_threads = parse_threads(threads) if threads is not None else default_threads()
 
         def options() -> ort.SessionOptions:
             so = session_options(n_threads)
-            if CONTRIB_DOMAIN in header.domains:
+            if CONTRIB_DOMAIN in file.domains:
                 so.register_custom_ops_library(_extensions_library())
             return so
 
         def placed(name: str, prec: str) -> Any:
-            outputs = [o.name for o in sig.from_manifest(manifest).outputs] if manifest is not None else []
+            outputs = [o.name for o in manifest.outputs] if manifest is not None else []
             try:
-                vectors = _decode_vectors(header.metadata.get("onnxpipe.vectors"), path.name)
+                vectors = _decode_vectors(file.metadata.get(VECTORS_KEY), path.name)
             except ModelLoadError:
                 vectors = None
             if vectors is not None:
@@ -143,7 +144,7 @@ class Pipeline:
 
         if accelerator == "openvino":
             session = placed(accelerator, precision or "f32")
-            pipe = cls(session, header, path, n_threads)
+            pipe = cls(session, file, path, n_threads)
             pipe.accelerator, pipe.precision, pipe.placement = accelerator, precision or "f32", session.placement
             return pipe
         so = options()  # MissingExtensionError before the session, not wrapped by it
@@ -151,7 +152,7 @@ class Pipeline:
             session = ort.InferenceSession(data, so, providers=list(providers or ["CPUExecutionProvider"]))
         except Exception as e:  # onnxruntime raises several unrelated types for a bad model
             raise ModelLoadError(f"model file {str(path)!r}: ONNX Runtime cannot load it: {e}") from e
-        pipe = cls(session, header, path, n_threads)
+        pipe = cls(session, file, path, n_threads)
         if accelerator == "auto":
             try:
                 vectors = pipe.embedded_vectors()
@@ -352,21 +353,18 @@ def _convert_strings(spec: sig.TensorSpec, value: Any) -> np.ndarray:
     return arr
 
 
-def _synthetic_example(manifest: Mapping[str, Any] | None) -> dict[str, np.ndarray] | None:
+def _synthetic_example(manifest: Manifest | None) -> dict[str, np.ndarray] | None:
     """One small input per required input of the manifest (batch 1, other dynamic dims 32, zeros; strings "a"),
     for learning hand-over ranks when the file embeds no example. None when a dtype is unknown."""
     if manifest is None:
         return None
     out: dict[str, np.ndarray] = {}
-    for spec in manifest.get("inputs", []):
-        if not isinstance(spec, dict) or spec.get("optional"):
+    for spec in manifest.inputs:
+        if spec.optional:
             continue
-        dims = [d if isinstance(d, int) else (1 if k == 0 else 32) for k, d in enumerate(spec.get("shape") or [])]
-        dtype = str(spec.get("dtype"))
-        if dtype == "string":
-            out[str(spec["name"])] = np.full(dims, "a", dtype=object)
-        elif dtype in DTYPES:
-            out[str(spec["name"])] = np.zeros(dims, dtype=np.dtype(dtype))
+        dims = [d if isinstance(d, int) else (1 if k == 0 else 32) for k, d in enumerate(spec.shape)]
+        if spec.dtype == "string":
+            out[spec.name] = np.full(dims, "a", dtype=object)
         else:
-            return None
+            out[spec.name] = np.zeros(dims, dtype=DTYPES[spec.dtype])
     return out

@@ -64,7 +64,7 @@ class Scorer:
         if on_error not in ON_ERROR:
             raise InputError(f"on_error: {on_error!r}, expected one of {list(ON_ERROR)}")
         self.pipe = pipe
-        self.layout = Layout(pipe.signature, (pipe.manifest or {}).get("metadata") or {}, columns)
+        self.layout = Layout(pipe.signature, pipe.manifest.metadata if pipe.manifest is not None else {}, columns)
         self.params = _params(pipe, params or {}, self.layout)
         self.keep = list(keep)
         self.on_error = on_error

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import math
 
@@ -11,6 +11,9 @@ import numpy as np
 
 from onnxpipe_runtime.errors import InputError, ModelLoadError
 from onnxpipe_runtime.tensor_json import DTYPES
+
+if TYPE_CHECKING:
+    from onnxpipe_runtime.format import Manifest
 
 Dim = int | str | None
 
@@ -94,14 +97,13 @@ def _spec_from_manifest(entry: Any, where: str) -> TensorSpec:
                       (float(rng[0]), float(rng[1])) if rng is not None else None)
 
 
-def from_manifest(manifest: dict[str, Any]) -> Signature:
-    labels = manifest.get("labels")
+def from_manifest(manifest: Manifest) -> Signature:
     return Signature(
-        inputs=tuple(_spec_from_manifest(e, "input") for e in manifest.get("inputs", [])),
-        outputs=tuple(_spec_from_manifest(e, "output") for e in manifest.get("outputs", [])),
-        labels=tuple(labels) if isinstance(labels, list) else None,
+        inputs=manifest.inputs,
+        outputs=manifest.outputs,
+        labels=manifest.labels,
         source="manifest",
-        domains=tuple(d.get("domain", "") for d in manifest.get("domains", []) if isinstance(d, dict)),
+        domains=tuple(d.domain for d in manifest.domains),
     )
 
 
@@ -125,26 +127,10 @@ def from_session(session: Any, domains: tuple[str, ...] = ()) -> Signature:
     )
 
 
-#: ``verification.status`` values a manifest may carry (docs/manifest.md)
-VERIFICATION_STATES = ("passed", "failed", "not run")
-
-
-def verification_status(manifest: dict[str, Any] | None) -> str:
-    """``"passed"``, ``"failed"`` or ``"not run"`` from the manifest; ``"unknown"`` for a plain ONNX file.
-
-    Files from before ``status`` existed: ``passed: true`` is passed, ``skipped: true`` not run, else failed.
-    """
-    if manifest is None:
-        return "unknown"
-    ver = manifest.get("verification")
-    if not isinstance(ver, dict):
-        return "not run"
-    status = ver.get("status")
-    if status in VERIFICATION_STATES:
-        return str(status)
-    if ver.get("passed") is True:
-        return "passed"
-    return "not run" if ver.get("skipped") else "failed"
+def verification_status(manifest: Manifest | None) -> str:
+    """``"passed"``, ``"failed"`` or ``"not run"`` (:attr:`Manifest.verification_status`); ``"unknown"`` for a
+    plain ONNX file."""
+    return manifest.verification_status if manifest is not None else "unknown"
 
 
 def convert_parameter(spec: TensorSpec, value: Any) -> np.ndarray:

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from onnxpipe_runtime.errors import ModelLoadError, PipelineError
-from onnxpipe_runtime.modelfile import read_model
+from onnxpipe_runtime.format import read_model
 from onnxpipe_runtime.signature import Signature, TensorSpec, from_manifest
 
 __all__ = ["TritonConfig", "build_config", "main", "write_repository"]
@@ -169,8 +169,8 @@ def write_repository(
 ) -> Path:
     """Write ``out_dir/NAME/{config.pbtxt, 1/model.onnx}``; returns the model's folder."""
     model = Path(model)
-    data, header = read_model(model)
-    manifest = header.manifest
+    file = read_model(model)
+    data, manifest = file.data, file.manifest
     if manifest is None:
         raise ModelLoadError(
             f"model file {str(model)!r} has no onnxpipe manifest; triton-repo writes the config from it "
@@ -182,7 +182,7 @@ def write_repository(
         raise ModelLoadError(f"model name {name!r}: expected a plain folder name")
     folder = Path(out_dir) / name
     op_library = None
-    needs_ops = CONTRIB_DOMAIN in header.domains or CONTRIB_DOMAIN in signature.domains
+    needs_ops = CONTRIB_DOMAIN in file.domains or CONTRIB_DOMAIN in signature.domains
     if needs_ops:
         op_library = _op_library(name, ops_library, ops_library_in_container, container_repo)
     config = build_config(

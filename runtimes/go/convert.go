@@ -89,7 +89,6 @@ func fromORT(v ort.Value) (Tensor, error) {
 	if shape == nil {
 		shape = []int64{}
 	}
-	shape = append([]int64{}, shape...)
 	switch x := v.(type) {
 	case *ort.Tensor[float32]:
 		return core.FromValues(shape, x.GetData())

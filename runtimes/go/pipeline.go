@@ -15,9 +15,10 @@ import (
 // parameters the caller omits get the manifest's default). Run is safe for concurrent use by many
 // goroutines; Close releases the session once running calls have finished.
 type Pipeline struct {
-	path    string
-	sig     *Signature
-	threads int
+	path     string
+	sig      *Signature
+	outNames []string
+	threads  int
 
 	mu       sync.RWMutex // Run holds it shared, Close exclusively
 	closed   bool
@@ -67,7 +68,8 @@ func Load(path string, opts ...Option) (*Pipeline, error) {
 	if p.sig, err = graph.signature(path); err != nil {
 		return nil, err
 	}
-	p.session, err = ort.NewDynamicAdvancedSession(path, p.sig.inputNames(), p.sig.outputNames(), options)
+	p.outNames = p.sig.outputNames()
+	p.session, err = ort.NewDynamicAdvancedSession(path, p.sig.inputNames(), p.outNames, options)
 	if err != nil {
 		return nil, loadErr("model file %q: ONNX Runtime cannot load it: %s", path, ortMessage(err))
 	}
@@ -213,7 +215,7 @@ func (p *Pipeline) Run(ctx context.Context, inputs map[string]Tensor) (Outputs, 
 }
 
 func (p *Pipeline) collect(ctx context.Context, outs []ort.Value) (Outputs, error) {
-	result := Outputs{names: p.sig.outputNames(), tensors: make(map[string]Tensor, len(outs))}
+	result := Outputs{names: p.outNames, tensors: make(map[string]Tensor, len(outs))}
 	for i, spec := range p.sig.Outputs {
 		t, err := fromORT(outs[i])
 		if err != nil {

@@ -74,14 +74,15 @@ func (p *Pipeline) checkInput(spec TensorSpec, t Tensor, dims map[string]namedDi
 	if err := checkRange(spec, t); err != nil {
 		return Tensor{}, err
 	}
-	shape := t.Shape()
-	if len(shape) != len(spec.Shape) {
-		return Tensor{}, inputErr("input %q: rank %d (shape %s) given, expected rank %d %s", spec.Name, len(shape), core.FormatShape(shape), len(spec.Shape), spec.shapeString())
+	if t.Rank() != len(spec.Shape) {
+		return Tensor{}, inputErr("input %q: rank %d (shape %s) given, expected rank %d %s", spec.Name, t.Rank(), core.FormatShape(t.Shape()), len(spec.Shape), spec.shapeString())
 	}
+	count := int64(1)
 	for axis, want := range spec.Shape {
-		got := shape[axis]
+		got := t.Dim(axis)
+		count *= got // Tensor's constructors have checked the dims and their product
 		if !want.Dynamic() && want.Size != got {
-			return Tensor{}, inputErr("input %q: dimension %d is %d (shape %s), expected %d %s", spec.Name, axis, got, core.FormatShape(shape), want.Size, spec.shapeString())
+			return Tensor{}, inputErr("input %q: dimension %d is %d (shape %s), expected %d %s", spec.Name, axis, got, core.FormatShape(t.Shape()), want.Size, spec.shapeString())
 		}
 		if want.Dynamic() && want.Name != "" {
 			seen, ok := dims[want.Name]
@@ -92,8 +93,8 @@ func (p *Pipeline) checkInput(spec TensorSpec, t Tensor, dims map[string]namedDi
 			}
 		}
 	}
-	if count, err := core.ElementCount(shape); err != nil || int64(t.Len()) != count {
-		return Tensor{}, inputErr("input %q: shape %s needs %d values but the tensor holds %d", spec.Name, core.FormatShape(shape), count, t.Len())
+	if int64(t.Len()) != count {
+		return Tensor{}, inputErr("input %q: shape %s needs %d values but the tensor holds %d", spec.Name, core.FormatShape(t.Shape()), count, t.Len())
 	}
 	return t, nil
 }

@@ -31,6 +31,9 @@ from onnxpipe.ops.detect import BatchedNMS
 __all__ = ["SUPPORTED_MODELS", "TorchvisionSSD", "TorchvisionSegmentation", "translate_model"]
 
 SUPPORTED_MODELS = ("SSD (ssd300_vgg16, ssdlite320_mobilenet_v3_large)",
+                    "FasterRCNN (fasterrcnn_mobilenet_v3_large_320_fpn, fasterrcnn_mobilenet_v3_large_fpn, "
+                    "fasterrcnn_resnet50_fpn, fasterrcnn_resnet50_fpn_v2)",
+                    "RetinaNet (retinanet_resnet50_fpn, retinanet_resnet50_fpn_v2)",
                     "segmentation: LRASPP, FCN, DeepLabV3 (per-pixel labels)")
 
 
@@ -149,11 +152,21 @@ class TorchvisionSegmentation(torch.nn.Module):
 
 def translate_model(model: Any) -> torch.nn.Module:
     """The exportable wrapper for a torchvision detection or segmentation model; ExportError otherwise."""
+    from torchvision.models.detection.faster_rcnn import FasterRCNN
+    from torchvision.models.detection.mask_rcnn import MaskRCNN
+    from torchvision.models.detection.keypoint_rcnn import KeypointRCNN
+    from torchvision.models.detection.retinanet import RetinaNet
     from torchvision.models.detection.ssd import SSD
     from torchvision.models.segmentation import DeepLabV3, FCN, LRASPP
 
+    from onnxpipe.ops.torchvision_rcnn import TorchvisionFasterRCNN, TorchvisionRetinaNet
+
     if isinstance(model, SSD):
         return TorchvisionSSD(model)
+    if isinstance(model, FasterRCNN) and not isinstance(model, (MaskRCNN, KeypointRCNN)):
+        return TorchvisionFasterRCNN(model)
+    if isinstance(model, RetinaNet):
+        return TorchvisionRetinaNet(model)
     if isinstance(model, (LRASPP, FCN, DeepLabV3)):
         return TorchvisionSegmentation(model)
     raise ExportError(

@@ -78,13 +78,13 @@ def _canonical(table: np.ndarray) -> np.ndarray:
 
 
 def test_unsupported_detector_is_named(tmp_path):
-    from torchvision.models.detection import fasterrcnn_mobilenet_v3_large_320_fpn
+    from torchvision.models.detection import fcos_resnet50_fpn
 
-    model = fasterrcnn_mobilenet_v3_large_320_fpn(weights=None, weights_backbone=None).eval()
-    with pytest.raises(ExportError, match="FasterRCNN cannot be exported.*supported: SSD"):
+    model = fcos_resnet50_fpn(weights=None, weights_backbone=None).eval()
+    with pytest.raises(ExportError, match="FCOS cannot be exported.*supported: SSD.*FasterRCNN.*RetinaNet"):
         export_pipeline(None, model, None, example_inputs={"images": torch.rand(1, 3, 64, 64)},
-                        path=tmp_path / "frcnn.onnx")
-    assert not (tmp_path / "frcnn.onnx").exists()
+                        path=tmp_path / "fcos.onnx")
+    assert not (tmp_path / "fcos.onnx").exists()
 
 
 def test_detection_tables_compare_as_sets_among_near_equal_scores():
@@ -137,3 +137,134 @@ def test_segmentation_gives_a_label_map_at_the_input_size(lraspp):
             assert got.shape == want.shape == (n, h, w)
             assert (got != want).sum() <= 1e-3 * got.size  # arg-max flips only where logits tie within noise
     assert runtime_main(["verify", str(res.path)]) == 0  # the embedded example, with the same allowance
+
+
+# -- Faster R-CNN and RetinaNet (GeneralizedRCNNTransform: the resize follows the input's size) ----------------
+
+#: (atol, rtol) for boxes in pixels and scores: float noise of the resize, convolutions and RoiAlign
+RCNN_TOLERANCE = (0.1, 1e-3)
+#: sizes other than the example (97x131): odd, tiny, very wide (15x640 after the resize), a batch of 2
+RCNN_SHAPES = [(1, 3, 300, 200), (2, 3, 61, 45), (1, 3, 1, 1), (1, 3, 17, 700), (1, 3, 333, 99)]
+
+
+def _calibrate(model: torch.nn.Module, targets: list[tuple[torch.nn.Module, float, float]]) -> torch.nn.Module:
+    """Random heads give saturated scores and boxes: scale each (layer, std, mean) so its outputs have that
+    spread on one image (seeded), then ``scores`` spread over (0, 1) and boxes stay near their anchors."""
+    seen: dict[torch.nn.Module, list[torch.Tensor]] = {}
+    hooks = [layer.register_forward_hook(lambda mod, i, o: seen.setdefault(mod, []).append(o))
+             for layer, _, _ in targets]
+    with torch.no_grad():
+        model(list(torch.from_numpy(images(1, 128, 160, seed=0)).float() / 255))
+        for h in hooks:
+            h.remove()
+        for layer, std, mean in targets:
+            out = torch.cat([o.flatten() for o in seen[layer]])
+            layer.weight.mul_(std / out.std())
+            layer.bias.mul_(std / out.std()).add_(mean - out.mean() * std / out.std())
+    return model
+
+
+def _faster_rcnn() -> torch.nn.Module:
+    from torchvision.models.detection import fasterrcnn_mobilenet_v3_large_320_fpn
+
+    model = fasterrcnn_mobilenet_v3_large_320_fpn(weights=None, weights_backbone=None,
+                                                  num_classes=tv_detector.NUM_CLASSES).eval()
+    tv_detector.reinitialise(model, 0)
+    rpn, predictor = model.rpn.head, model.roi_heads.box_predictor
+    return _calibrate(model, [(rpn.cls_logits, 2.0, -1.0), (rpn.bbox_pred, 0.2, 0.0),
+                              (predictor.cls_score, 1.5, 0.0), (predictor.bbox_pred, 0.3, 0.0)])
+
+
+def _retinanet() -> torch.nn.Module:
+    from torchvision.models.detection import retinanet_resnet50_fpn_v2
+
+    # a small min_size keeps the test fast: the file follows the model's own min_size / max_size
+    model = retinanet_resnet50_fpn_v2(weights=None, weights_backbone=None, num_classes=tv_detector.NUM_CLASSES,
+                                      min_size=96, max_size=160).eval()
+    tv_detector.reinitialise(model, 0)
+    head = model.head
+    return _calibrate(model, [(head.classification_head.cls_logits, 1.5, -2.0),
+                              (head.regression_head.bbox_reg, 0.2, 0.0)])
+
+
+RCNN_MODELS = {"FasterRCNN": (_faster_rcnn, "FasterRCNN_MobileNet_V3_Large_320_FPN_Weights"),
+               "RetinaNet": (_retinanet, "RetinaNet_ResNet50_FPN_V2_Weights")}
+
+
+@pytest.fixture(scope="module", params=list(RCNN_MODELS))
+def rcnn(request, tmp_path_factory):
+    import torchvision.models.detection as tvd
+
+    build, weights = RCNN_MODELS[request.param]
+    model = build()
+    res = export_pipeline(getattr(tvd, weights).COCO_V1.transforms(), model, None,
+                          example_inputs={"images": torch.from_numpy(images(1, 97, 131, seed=1))},
+                          dynamic_axes={"images": {0: "batch", 2: "height", 3: "width"}},
+                          tolerances={"detections": RCNN_TOLERANCE},
+                          path=tmp_path_factory.mktemp("rcnn") / f"{request.param}.onnx")
+    return request.param, res, model
+
+
+def _detections_per_img(name: str, model) -> int:
+    return model.roi_heads.detections_per_img if name == "FasterRCNN" else model.detections_per_img
+
+
+def test_rcnn_verified_on_other_sizes_with_the_table_manifest(rcnn):
+    name, res, model = rcnn
+    man = res.manifest.to_dict() if hasattr(res.manifest, "to_dict") else res.manifest  # typed or a dict
+    assert man["verification"]["status"] == "passed"
+    assert [o["name"] for o in man["outputs"]] == ["detections"] and man["outputs"][0]["shape"][1] == 7
+    inputs = {i["name"]: i for i in man["inputs"]}
+    assert inputs["images"]["dtype"] == "uint8" and inputs["images"]["shape"] == ["batch", 3, "height", "width"]
+    assert inputs["score_threshold"]["default"] == pytest.approx(0.05)  # both models' score_thresh
+    assert inputs["score_threshold"]["range"] == [0.0, 1.0] and inputs["iou_threshold"]["range"] == [0.0, 1.0]
+    cases = man["verification"]["cases"]
+    assert sum(c["inputs"]["images"][2:] != [97, 131] for c in cases) >= 3
+    assert all(c["outputs"]["detections"]["rows"] > 0 for c in cases)  # non-empty tables compared
+
+
+def test_rcnn_same_rows_as_torchvision_at_other_sizes(rcnn):
+    from onnxpipe.verify import Tolerance, match_detections
+
+    name, res, model = rcnn
+    cap = _detections_per_img(name, model)
+    with Pipeline.load(res.path) as pipe:
+        for shape in RCNN_SHAPES:
+            img = images(shape[0], shape[2], shape[3], seed=sum(shape))
+            got = pipe.run(images=img)["detections"]
+            want = _torchvision_table(model, img)
+            assert len(want) > 0, shape
+            assert got.shape == want.shape, shape
+            # image index and label exactly; rows of near-equal scores may swap, also at a full list's cut-off
+            match = match_detections(want, got, Tolerance(*RCNN_TOLERANCE), max_detections=cap)
+            assert match is not None, (name, shape)
+            assert match[2] <= RCNN_TOLERANCE[0], (name, shape, match)
+
+
+def test_rcnn_thresholds_are_run_time_inputs(rcnn):
+    from onnxpipe.verify import Tolerance, match_detections
+
+    name, res, model = rcnn
+    img = images(2, 150, 100, seed=7)
+    holder = model.roi_heads if name == "FasterRCNN" else model  # where the model keeps its thresholds
+    default = _torchvision_table(model, img)
+    holder.score_thresh, holder.nms_thresh = 0.5, 0.3
+    try:
+        want = _torchvision_table(model, img)
+    finally:
+        holder.score_thresh, holder.nms_thresh = 0.05, 0.5
+    with Pipeline.load(res.path) as pipe:
+        got = pipe.run(images=img, score_threshold=np.float64(0.5), iou_threshold=0.3)["detections"]
+        with pytest.raises(InputError, match="iou_threshold"):
+            pipe.run(images=img, iou_threshold=1.5)
+    assert 0 < len(want) < len(default)
+    assert match_detections(want, got, Tolerance(*RCNN_TOLERANCE), _detections_per_img(name, model)) is not None
+
+
+def test_rcnn_detector_errors_name_the_model():
+    from torchvision.models.detection import keypointrcnn_resnet50_fpn
+
+    from onnxpipe.ops.torchvision_detection import translate_model
+
+    with pytest.raises(ExportError, match="KeypointRCNN cannot be exported.*supported: SSD.*FasterRCNN.*RetinaNet"):
+        translate_model(keypointrcnn_resnet50_fpn(weights=None, weights_backbone=None))

@@ -31,10 +31,12 @@ vectors: setup
 generated-models: setup
 	$(PY) tests/vectors/generate.py --generated-models
 
-test: setup generated-models test-python test-java test-go
+# The Java and Go CLIs are built first: tests/test_spec_cli.py compares the three CLIs byte for byte.
+test: REQUIRE_CLIS := 1
+test: setup generated-models build test-python test-java test-go
 
 test-python: setup
-	$(PY) -m pytest -q -p no:cacheprovider
+	ONNXPIPE_REQUIRE_CLIS=$(or $(REQUIRE_CLIS),0) $(PY) -m pytest -q -p no:cacheprovider
 
 test-java: setup
 	$(MAKE) -C runtimes/java test

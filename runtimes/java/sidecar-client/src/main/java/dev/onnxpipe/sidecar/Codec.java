@@ -1,6 +1,9 @@
 package dev.onnxpipe.sidecar;
 
 import com.google.protobuf.ByteString;
+import dev.onnxpipe.core.DType;
+import dev.onnxpipe.core.ErrorCode;
+import dev.onnxpipe.core.Tensor;
 import dev.onnxpipe.serve.inference.InferTensorContents;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
@@ -75,13 +78,13 @@ final class Codec {
   /** The raw form of a tensor. */
   static ByteString encodeRaw(Tensor t) {
     Object data = t.data();
-    switch (t.dataType()) {
-      case FP32: {
+    switch (t.dtype()) {
+      case FLOAT32: {
         ByteBuffer b = buffer(t.size() * 4L);
         b.asFloatBuffer().put((float[]) data);
         return ByteString.copyFrom(b.array());
       }
-      case FP64: {
+      case FLOAT64: {
         ByteBuffer b = buffer(t.size() * 8L);
         b.asDoubleBuffer().put((double[]) data);
         return ByteString.copyFrom(b.array());
@@ -107,7 +110,7 @@ final class Codec {
         }
         return ByteString.copyFrom(out);
       }
-      case BYTES: {
+      case STRING: {
         ByteString.Output out = ByteString.newOutput();
         byte[] len = new byte[4];
         for (String s : (String[]) data) {
@@ -119,7 +122,7 @@ final class Codec {
         return out.toByteString();
       }
       default:
-        throw new IllegalStateException("no raw encoding for " + t.dataType());
+        throw new IllegalStateException("no raw encoding for " + t.dtype());
     }
   }
 
@@ -131,33 +134,33 @@ final class Codec {
   }
 
   /** The datatype of a response output, or a RUNTIME error naming it. */
-  static DataType outputType(String name, String datatype) {
-    DataType t = DataType.fromWireName(datatype);
+  static DType outputType(String name, String datatype) {
+    DType t = DType.fromKserveName(datatype);
     if (t == null) {
       throw decodeError("output '" + name + "': datatype '" + datatype + "' is not one this client reads; "
-          + "expected one of " + DataType.wireNames());
+          + "expected one of " + DType.kserveNames());
     }
     return t;
   }
 
   /** A response output from its raw bytes. */
-  static Tensor decodeRaw(String name, DataType type, long[] shape, ByteString raw) {
+  static Tensor decodeRaw(String name, DType type, long[] shape, ByteString raw) {
     int count = (int) count(name, shape);
     ByteBuffer b = raw.asReadOnlyByteBuffer().order(ByteOrder.LITTLE_ENDIAN);
-    if (type != DataType.BYTES) {
-      long need = (long) count * type.width();
+    if (type != DType.STRING) {
+      long need = (long) count * type.byteWidth();
       if (raw.size() != need) {
         throw decodeError("output '" + name + "': raw data has " + raw.size() + " bytes, shape "
             + Arrays.toString(shape) + " of " + type + " needs " + need);
       }
     }
     switch (type) {
-      case FP32: {
+      case FLOAT32: {
         float[] out = new float[count];
         b.asFloatBuffer().get(out);
         return Tensor.ofFloats(out, shape);
       }
-      case FP64: {
+      case FLOAT64: {
         double[] out = new double[count];
         b.asDoubleBuffer().get(out);
         return Tensor.ofDoubles(out, shape);
@@ -183,7 +186,7 @@ final class Codec {
         }
         return Tensor.ofBooleans(out, shape);
       }
-      case BYTES:
+      case STRING:
         return Tensor.ofStrings(unpackStrings(name, b, count), shape);
       default:
         throw new IllegalStateException("no raw decoding for " + type);
@@ -232,10 +235,10 @@ final class Codec {
   }
 
   /** A response output from typed {@code contents} (servers that answer typed despite raw inputs). */
-  static Tensor decodeTyped(String name, DataType type, long[] shape, InferTensorContents c) {
+  static Tensor decodeTyped(String name, DType type, long[] shape, InferTensorContents c) {
     int count = (int) count(name, shape);
     switch (type) {
-      case FP32: {
+      case FLOAT32: {
         checkCount(name, "fp32_contents", c.getFp32ContentsCount(), count);
         float[] out = new float[count];
         for (int i = 0; i < count; i++) {
@@ -243,7 +246,7 @@ final class Codec {
         }
         return Tensor.ofFloats(out, shape);
       }
-      case FP64: {
+      case FLOAT64: {
         checkCount(name, "fp64_contents", c.getFp64ContentsCount(), count);
         double[] out = new double[count];
         for (int i = 0; i < count; i++) {
@@ -269,7 +272,7 @@ final class Codec {
       }
       case UINT8:
       case INT8: {
-        boolean unsigned = type == DataType.UINT8;
+        boolean unsigned = type == DType.UINT8;
         List<Integer> values = unsigned ? c.getUintContentsList() : c.getIntContentsList();
         checkCount(name, unsigned ? "uint_contents" : "int_contents", values.size(), count);
         byte[] out = new byte[count];
@@ -291,7 +294,7 @@ final class Codec {
         }
         return Tensor.ofBooleans(out, shape);
       }
-      case BYTES: {
+      case STRING: {
         checkCount(name, "bytes_contents", c.getBytesContentsCount(), count);
         String[] out = new String[count];
         for (int i = 0; i < count; i++) {
@@ -320,6 +323,6 @@ final class Codec {
   }
 
   private static SidecarException decodeError(String message) {
-    return new SidecarException(SidecarException.Code.RUNTIME, "sidecar response: " + message);
+    return new SidecarException(ErrorCode.RUNTIME, "sidecar response: " + message);
   }
 }

@@ -1,5 +1,6 @@
 package dev.onnxpipe.sidecar;
 
+import dev.onnxpipe.core.ErrorCode;
 import io.grpc.Metadata;
 import io.grpc.Status;
 import java.util.regex.Matcher;
@@ -28,7 +29,7 @@ final class Errors {
     String message = prefixCode != null ? description.substring(m.end()) : description;
     String metadataCode = trailers == null ? null : trailers.get(CODE_KEY);
 
-    SidecarException.Code code = known(metadataCode);
+    ErrorCode code = known(metadataCode);
     if (code == null) {
       code = known(prefixCode);
     }
@@ -37,13 +38,13 @@ final class Errors {
       code = fromGrpc(status.getCode());
     }
     StringBuilder text = new StringBuilder(context).append(": ");
-    if (!fromServer && code == SidecarException.Code.UNAVAILABLE) {
+    if (!fromServer && code == ErrorCode.UNAVAILABLE) {
       text.append("sidecar at ").append(target).append(" is unavailable");
       if (!message.isEmpty()) {
         text.append(" (").append(message).append(')');
       }
       text.append("; is it running on that host and port (and with TLS if the client uses TLS)?");
-    } else if (!fromServer && code == SidecarException.Code.DEADLINE) {
+    } else if (!fromServer && code == ErrorCode.DEADLINE) {
       text.append("no answer from ").append(target).append(" before the deadline");
       if (!message.isEmpty()) {
         text.append(" (").append(message).append(')');
@@ -54,11 +55,11 @@ final class Errors {
     return new SidecarException(code, text.toString(), status.getCode(), status.getCause());
   }
 
-  private static SidecarException.Code known(String name) {
+  private static ErrorCode known(String name) {
     if (name == null) {
       return null;
     }
-    for (SidecarException.Code c : SidecarException.Code.values()) {
+    for (ErrorCode c : ErrorCode.values()) {
       if (c.name().equals(name)) {
         return c;
       }
@@ -67,25 +68,25 @@ final class Errors {
   }
 
   /** For failures that did not come from the sidecar's own handlers (transport, gRPC limits, other servers). */
-  static SidecarException.Code fromGrpc(Status.Code code) {
+  static ErrorCode fromGrpc(Status.Code code) {
     switch (code) {
       case INVALID_ARGUMENT:
       case FAILED_PRECONDITION:
       case OUT_OF_RANGE:
-        return SidecarException.Code.INVALID_INPUT;
+        return ErrorCode.INVALID_INPUT;
       case NOT_FOUND:
-        return SidecarException.Code.NOT_FOUND;
+        return ErrorCode.NOT_FOUND;
       case UNAUTHENTICATED:
       case PERMISSION_DENIED:
-        return SidecarException.Code.UNAUTHENTICATED;
+        return ErrorCode.UNAUTHENTICATED;
       case UNAVAILABLE:
-        return SidecarException.Code.UNAVAILABLE;
+        return ErrorCode.UNAVAILABLE;
       case RESOURCE_EXHAUSTED:
-        return SidecarException.Code.OVERLOADED;
+        return ErrorCode.OVERLOADED;
       case DEADLINE_EXCEEDED:
-        return SidecarException.Code.DEADLINE;
+        return ErrorCode.DEADLINE;
       default:
-        return SidecarException.Code.RUNTIME;
+        return ErrorCode.RUNTIME;
     }
   }
 }

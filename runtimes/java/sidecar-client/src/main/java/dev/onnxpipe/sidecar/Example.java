@@ -1,8 +1,10 @@
 package dev.onnxpipe.sidecar;
 
-import java.io.IOException;
+import dev.onnxpipe.core.OnnxpipeException;
+import dev.onnxpipe.core.Tensor;
+import dev.onnxpipe.core.TensorJson;
 import java.io.PrintStream;
-import java.nio.file.NoSuchFileException;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.ArrayList;
@@ -93,15 +95,14 @@ public final class Example {
     String model = positional.get(0);
     Map<String, Tensor> inputs = null;
     if (!metadata) {
-      try {
-        inputs = TensorJson.read(Path.of(positional.get(1)));
-      } catch (NoSuchFileException e) {
+      Path file = Path.of(positional.get(1));
+      if (!Files.exists(file)) {
         err.println(PROG + ": inputs file '" + positional.get(1) + "' does not exist");
         return 2;
-      } catch (IOException e) {
-        err.println(PROG + ": cannot read inputs file '" + positional.get(1) + "': " + e.getMessage());
-        return 2;
-      } catch (SidecarException e) {
+      }
+      try {
+        inputs = TensorJson.read(file);
+      } catch (OnnxpipeException e) {
         err.println(PROG + ": [" + e.code() + "] " + e.getMessage());
         return 2;
       }

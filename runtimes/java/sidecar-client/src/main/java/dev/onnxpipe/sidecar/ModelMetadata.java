@@ -1,5 +1,6 @@
 package dev.onnxpipe.sidecar;
 
+import dev.onnxpipe.core.DType;
 import java.util.Arrays;
 import java.util.List;
 
@@ -38,9 +39,9 @@ public record ModelMetadata(
       return shape.clone();
     }
 
-    /** The datatype as a {@link DataType}, or null when it is not one onnxpipe serves. */
-    public DataType dataType() {
-      return DataType.fromWireName(datatype);
+    /** The datatype as a {@link DType}, or null when it is not one onnxpipe serves. */
+    public DType dtype() {
+      return DType.fromKserveName(datatype);
     }
 
     @Override

@@ -1,7 +1,10 @@
 package dev.onnxpipe.sidecar;
 
-import dev.onnxpipe.serve.inference.GRPCInferenceServiceGrpc;
+import dev.onnxpipe.core.DType;
+import dev.onnxpipe.core.ErrorCode;
+import dev.onnxpipe.core.Tensor;
 import dev.onnxpipe.serve.inference.GRPCInferenceServiceGrpc.GRPCInferenceServiceBlockingStub;
+import dev.onnxpipe.serve.inference.GRPCInferenceServiceGrpc;
 import dev.onnxpipe.serve.inference.InferParameter;
 import dev.onnxpipe.serve.inference.ModelInferRequest;
 import dev.onnxpipe.serve.inference.ModelInferResponse;
@@ -110,7 +113,7 @@ public final class SidecarClient implements AutoCloseable {
     return target;
   }
 
-  /** ServerLive: the sidecar process runs. Unreachable is an {@link SidecarException.Code#UNAVAILABLE} error. */
+  /** ServerLive: the sidecar process runs. Unreachable is an {@link ErrorCode#UNAVAILABLE} error. */
   public boolean isLive() {
     return call("server live", s -> s.serverLive(ServerLiveRequest.getDefaultInstance())).getLive();
   }
@@ -140,7 +143,7 @@ public final class SidecarClient implements AutoCloseable {
       ensureOpen();
       long left = end - System.nanoTime();
       if (left <= 0) {
-        throw new SidecarException(SidecarException.Code.UNAVAILABLE,
+        throw new SidecarException(ErrorCode.UNAVAILABLE,
             "sidecar at " + target + " not ready after " + limit.toMillis() + " ms: " + last);
       }
       try {
@@ -153,7 +156,7 @@ public final class SidecarClient implements AutoCloseable {
         last = "it answers ServerReady: false";
       } catch (StatusRuntimeException e) {
         SidecarException err = Errors.fromStatus(e.getStatus(), e.getTrailers(), "server ready", target);
-        if (err.code() != SidecarException.Code.UNAVAILABLE && err.code() != SidecarException.Code.DEADLINE) {
+        if (err.code() != ErrorCode.UNAVAILABLE && err.code() != ErrorCode.DEADLINE) {
           throw err;
         }
         last = err.getMessage();
@@ -163,7 +166,7 @@ public final class SidecarClient implements AutoCloseable {
         Thread.sleep(Math.max(1, Math.min(100, TimeUnit.NANOSECONDS.toMillis(end - System.nanoTime()))));
       } catch (InterruptedException e) {
         Thread.currentThread().interrupt();
-        throw new SidecarException(SidecarException.Code.UNAVAILABLE,
+        throw new SidecarException(ErrorCode.UNAVAILABLE,
             "interrupted while waiting for the sidecar at " + target);
       }
     }
@@ -229,7 +232,7 @@ public final class SidecarClient implements AutoCloseable {
       Tensor t = Codec.toTensor(name, e.getValue());
       ModelInferRequest.InferInputTensor.Builder input = request.addInputsBuilder()
           .setName(name)
-          .setDatatype(t.dataType().wireName());
+          .setDatatype(t.dtype().kserveName());
       for (long d : t.shape()) {
         input.addShape(d);
       }
@@ -252,7 +255,7 @@ public final class SidecarClient implements AutoCloseable {
     int n = response.getOutputsCount();
     int raw = response.getRawOutputContentsCount();
     if (raw != 0 && raw != n) {
-      throw new SidecarException(SidecarException.Code.RUNTIME, context + ": sidecar response: " + n
+      throw new SidecarException(ErrorCode.RUNTIME, context + ": sidecar response: " + n
           + " outputs but " + raw + " raw_output_contents; expected one per output");
     }
     Map<String, Tensor> out = new LinkedHashMap<>();
@@ -260,12 +263,12 @@ public final class SidecarClient implements AutoCloseable {
       ModelInferResponse.InferOutputTensor o = response.getOutputs(i);
       long[] shape = o.getShapeList().stream().mapToLong(Long::longValue).toArray();
       try {
-        DataType type = Codec.outputType(o.getName(), o.getDatatype());
+        DType type = Codec.outputType(o.getName(), o.getDatatype());
         Tensor t = raw != 0
             ? Codec.decodeRaw(o.getName(), type, shape, response.getRawOutputContents(i))
             : Codec.decodeTyped(o.getName(), type, shape, o.getContents());
         if (out.put(o.getName(), t) != null) {
-          throw new SidecarException(SidecarException.Code.RUNTIME,
+          throw new SidecarException(ErrorCode.RUNTIME,
               "sidecar response: output '" + o.getName() + "' appears twice");
         }
       } catch (SidecarException e) {
@@ -286,7 +289,7 @@ public final class SidecarClient implements AutoCloseable {
 
   private static void requireModel(String model) {
     if (model == null || model.isEmpty()) {
-      throw new SidecarException(SidecarException.Code.NOT_FOUND,
+      throw new SidecarException(ErrorCode.NOT_FOUND,
           "model name " + (model == null ? "null" : "''") + " given; expected the name of a served model");
     }
   }

@@ -3,6 +3,7 @@ package dev.onnxpipe.sidecar;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.onnxpipe.core.ErrorCode;
 import io.grpc.Metadata;
 import io.grpc.Status;
 import org.junit.jupiter.api.Test;
@@ -20,7 +21,7 @@ class ErrorsTest {
     SidecarException e = Errors.fromStatus(
         Status.INVALID_ARGUMENT.withDescription("[INVALID_INPUT] input 'features': datatype FP64 given, expected FP32 [-1, 3]"),
         code("INVALID_INPUT"), "model 'basic'", "127.0.0.1:1");
-    assertEquals(SidecarException.Code.INVALID_INPUT, e.code());
+    assertEquals(ErrorCode.INVALID_INPUT, e.code());
     assertEquals(Status.Code.INVALID_ARGUMENT, e.grpcStatus());
     assertEquals("model 'basic': input 'features': datatype FP64 given, expected FP32 [-1, 3]", e.getMessage());
   }
@@ -28,27 +29,27 @@ class ErrorsTest {
   @Test
   void metadataFirstThenPrefixThenStatus() {
     // the metadata code wins over the gRPC status: CLOSED and MODEL_LOAD have no status of their own
-    assertEquals(SidecarException.Code.CLOSED,
+    assertEquals(ErrorCode.CLOSED,
         Errors.fromStatus(Status.UNAVAILABLE.withDescription("[CLOSED] shutting down"), code("CLOSED"), "m", "t").code());
-    assertEquals(SidecarException.Code.MISSING_EXTENSION,
+    assertEquals(ErrorCode.MISSING_EXTENSION,
         Errors.fromStatus(Status.INTERNAL.withDescription("[MISSING_EXTENSION] x"), null, "m", "t").code());
     SidecarException unknown = Errors.fromStatus(Status.INTERNAL.withDescription("[SOMETHING_NEW] x"), code("SOMETHING_NEW"), "m", "t");
-    assertEquals(SidecarException.Code.RUNTIME, unknown.code());
+    assertEquals(ErrorCode.RUNTIME, unknown.code());
     assertEquals("m: x", unknown.getMessage());
-    assertEquals(SidecarException.Code.OVERLOADED,
+    assertEquals(ErrorCode.OVERLOADED,
         Errors.fromStatus(Status.RESOURCE_EXHAUSTED.withDescription("gRPC message too large"), null, "m", "t").code());
-    assertEquals(SidecarException.Code.NOT_FOUND, Errors.fromStatus(Status.NOT_FOUND, null, "m", "t").code());
+    assertEquals(ErrorCode.NOT_FOUND, Errors.fromStatus(Status.NOT_FOUND, null, "m", "t").code());
   }
 
   @Test
   void transportFailuresNameTheAddress() {
     SidecarException e = Errors.fromStatus(Status.UNAVAILABLE.withDescription("io exception"), new Metadata(),
         "model 'digits'", "127.0.0.1:9");
-    assertEquals(SidecarException.Code.UNAVAILABLE, e.code());
+    assertEquals(ErrorCode.UNAVAILABLE, e.code());
     assertTrue(e.getMessage().startsWith("model 'digits': sidecar at 127.0.0.1:9 is unavailable (io exception)"),
         e.getMessage());
     SidecarException d = Errors.fromStatus(Status.DEADLINE_EXCEEDED, null, "model 'digits'", "127.0.0.1:9");
-    assertEquals(SidecarException.Code.DEADLINE, d.code());
+    assertEquals(ErrorCode.DEADLINE, d.code());
     assertTrue(d.getMessage().contains("before the deadline"), d.getMessage());
   }
 }

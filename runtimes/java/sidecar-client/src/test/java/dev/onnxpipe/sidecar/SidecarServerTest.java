@@ -6,8 +6,15 @@ import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.onnxpipe.core.DType;
+import dev.onnxpipe.core.ErrorCode;
+import dev.onnxpipe.core.Json;
+import dev.onnxpipe.core.OnnxpipeException;
+import dev.onnxpipe.core.Tensor;
+import dev.onnxpipe.core.TensorJson;
 import io.grpc.Status;
 import java.io.ByteArrayOutputStream;
+import java.io.IOException;
 import java.io.PrintStream;
 import java.net.ServerSocket;
 import java.nio.charset.StandardCharsets;
@@ -88,6 +95,74 @@ class SidecarServerTest {
     return tests.stream();
   }
 
+  /**
+   * Where the Python sidecar does not follow spec/ yet, by case name; each still fails as recorded here (so the
+   * entry must go when the sidecar is fixed): it refuses the dtype widening of spec/dtypes.json and does not check
+   * a parameter's manifest range.
+   */
+  static final Map<String, String> KNOWN_SIDECAR_GAPS = Map.of(
+      "basic.json/widen-uint8-features", "INVALID_INPUT");
+
+  /**
+   * spec/cases/ through the live sidecar, for each case file whose model the sidecar serves (a vector set's model):
+   * valid cases give the expected outputs; invalid ones (a tensor-JSON document the reader accepts) the case's code.
+   */
+  @TestFactory
+  Stream<DynamicTest> specCases() throws IOException {
+    List<DynamicTest> tests = new ArrayList<>();
+    for (Path file : SpecReaderTest.caseFiles()) {
+      Map<?, ?> doc = SpecReaderTest.read(file);
+      String served = servedName(doc.get("model"));
+      if (served == null || !(doc.get("cases") instanceof List<?> cases)) {
+        continue;
+      }
+      Vectors v = VECTORS.get(served);
+      for (Object o : cases) {
+        Map<?, ?> c = (Map<?, ?>) o;
+        String text = c.get("inputs") != null ? Json.write(c.get("inputs")) : (String) c.get("inputs_text");
+        Map<String, Tensor> inputs;
+        try {
+          inputs = TensorJson.parse(text);
+        } catch (OnnxpipeException e) {
+          continue; // a reader case: SpecReaderTest
+        }
+        String name = file.getFileName() + "/" + c.get("name");
+        tests.add(DynamicTest.dynamicTest(name, () -> {
+          String gap = KNOWN_SIDECAR_GAPS.get(name);
+          if (gap != null) {
+            String got;
+            try {
+              client.infer(served, inputs);
+              got = "OK";
+            } catch (SidecarException e) {
+              got = e.code().name();
+            }
+            assertEquals(gap, got, name + " behaves differently now: update KNOWN_SIDECAR_GAPS");
+            return;
+          }
+          if (c.get("error") instanceof String code) {
+            SidecarException e = assertThrows(SidecarException.class, () -> client.infer(served, inputs), name);
+            assertEquals(ErrorCode.fromName(code), e.code(), e.getMessage());
+          } else {
+            v.check(name, TensorJson.parse(Json.write(c.get("expected"))), client.infer(served, inputs));
+          }
+        }));
+      }
+    }
+    return tests.stream();
+  }
+
+  /** "tests/vectors/basic/model.onnx" -> "basic" when the sidecar serves that set's model, else null. */
+  private static String servedName(Object model) {
+    for (Vectors v : VECTORS.values()) {
+      if (Files.isRegularFile(v.model) && SidecarProcess.root().resolve(String.valueOf(model)).normalize().equals(
+          v.model.normalize())) {
+        return v.name;
+      }
+    }
+    return null;
+  }
+
   @Test
   void concurrentCallsEachGetTheirOwnAnswer() throws Exception {
     Vectors v = VECTORS.get("digits");
@@ -152,9 +227,9 @@ class SidecarServerTest {
     Map<String, ModelMetadata.TensorInfo> inputs = new LinkedHashMap<>();
     m.inputs().forEach(t -> inputs.put(t.name(), t));
     assertEquals(List.of("features", "pixels", "score_threshold"), List.copyOf(inputs.keySet()));
-    assertEquals(DataType.FP32, inputs.get("features").dataType());
+    assertEquals(DType.FLOAT32, inputs.get("features").dtype());
     assertArrayEquals(new long[] {-1, 3}, inputs.get("features").shape());
-    assertEquals(DataType.UINT8, inputs.get("pixels").dataType());
+    assertEquals(DType.UINT8, inputs.get("pixels").dtype());
     // the outputs the golden vectors expect, in the manifest's order
     List<String> outputs = m.outputs().stream().map(ModelMetadata.TensorInfo::name).toList();
     assertEquals(List.copyOf(TensorJson.read(VECTORS.get("basic").cases.get(0).expected()).keySet()), outputs);
@@ -170,7 +245,7 @@ class SidecarServerTest {
     }
     inputs.put("features", Tensor.ofDoubles(d, 2, 3));
     SidecarException e = assertThrows(SidecarException.class, () -> client.infer("basic", inputs));
-    assertEquals(SidecarException.Code.INVALID_INPUT, e.code());
+    assertEquals(ErrorCode.INVALID_INPUT, e.code());
     assertEquals(Status.Code.INVALID_ARGUMENT, e.grpcStatus());
     assertTrue(e.getMessage().startsWith("model 'basic': input 'features'"), e.getMessage());
     assertTrue(e.getMessage().contains("FP64") && e.getMessage().contains("FP32"), e.getMessage());
@@ -182,12 +257,12 @@ class SidecarServerTest {
     Map<String, Object> inputs = new LinkedHashMap<>(TensorJson.read(VECTORS.get("basic").cases.get(0).inputs()));
     inputs.put("features", Tensor.ofFloats(new float[8], 2, 4));
     SidecarException shape = assertThrows(SidecarException.class, () -> client.infer("basic", inputs));
-    assertEquals(SidecarException.Code.INVALID_INPUT, shape.code());
+    assertEquals(ErrorCode.INVALID_INPUT, shape.code());
     assertTrue(shape.getMessage().contains("'features'"), shape.getMessage());
 
     inputs.remove("features");
     SidecarException missing = assertThrows(SidecarException.class, () -> client.infer("basic", inputs));
-    assertEquals(SidecarException.Code.INVALID_INPUT, missing.code());
+    assertEquals(ErrorCode.INVALID_INPUT, missing.code());
     assertTrue(missing.getMessage().contains("features"), missing.getMessage());
   }
 
@@ -195,7 +270,7 @@ class SidecarServerTest {
   void bareBytesAreRefusedBeforeTheCall() {
     SidecarException e = assertThrows(SidecarException.class,
         () -> client.infer("digits", Map.of("image", new byte[] {1, 2, 3})));
-    assertEquals(SidecarException.Code.INVALID_INPUT, e.code());
+    assertEquals(ErrorCode.INVALID_INPUT, e.code());
     assertEquals(null, e.grpcStatus());
     assertTrue(e.getMessage().contains("'image'") && e.getMessage().contains("ofUint8"), e.getMessage());
   }
@@ -204,15 +279,15 @@ class SidecarServerTest {
   void unknownModelAndOutputAreNotFound() throws Exception {
     Map<String, Tensor> inputs = TensorJson.read(VECTORS.get("digits").cases.get(0).inputs());
     SidecarException model = assertThrows(SidecarException.class, () -> client.infer("no-such-model", inputs));
-    assertEquals(SidecarException.Code.NOT_FOUND, model.code());
+    assertEquals(ErrorCode.NOT_FOUND, model.code());
     assertEquals(Status.Code.NOT_FOUND, model.grpcStatus());
     assertTrue(model.getMessage().contains("no-such-model"), model.getMessage());
 
     SidecarException meta = assertThrows(SidecarException.class, () -> client.metadata("no-such-model"));
-    assertEquals(SidecarException.Code.NOT_FOUND, meta.code());
+    assertEquals(ErrorCode.NOT_FOUND, meta.code());
 
     SidecarException output = assertThrows(SidecarException.class, () -> client.infer("digits", inputs, "scores"));
-    assertEquals(SidecarException.Code.NOT_FOUND, output.code());
+    assertEquals(ErrorCode.NOT_FOUND, output.code());
     assertTrue(output.getMessage().contains("'scores'"), output.getMessage());
   }
 
@@ -224,10 +299,10 @@ class SidecarServerTest {
     }
     try (SidecarClient nobody = SidecarClient.builder("127.0.0.1", port).timeout(Duration.ofSeconds(5)).build()) {
       SidecarException e = assertThrows(SidecarException.class, nobody::isLive);
-      assertEquals(SidecarException.Code.UNAVAILABLE, e.code());
+      assertEquals(ErrorCode.UNAVAILABLE, e.code());
       assertTrue(e.getMessage().contains("127.0.0.1:" + port), e.getMessage());
       SidecarException wait = assertThrows(SidecarException.class, () -> nobody.awaitReady(Duration.ofMillis(500)));
-      assertEquals(SidecarException.Code.UNAVAILABLE, wait.code());
+      assertEquals(ErrorCode.UNAVAILABLE, wait.code());
       assertTrue(wait.getMessage().contains("not ready after 500 ms"), wait.getMessage());
     }
   }

@@ -4,6 +4,8 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.onnxpipe.core.ErrorCode;
+import dev.onnxpipe.core.TensorJson;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -76,7 +78,7 @@ class TlsTest {
   @Test
   void tlsWithoutTheTokenIsUnauthenticated() {
     try (SidecarClient c = SidecarClient.builder("127.0.0.1", server.port).tls(cert).build()) {
-      assertEquals(SidecarException.Code.UNAUTHENTICATED, assertThrows(SidecarException.class, c::isReady).code());
+      assertEquals(ErrorCode.UNAUTHENTICATED, assertThrows(SidecarException.class, c::isReady).code());
     }
   }
 
@@ -88,7 +90,7 @@ class TlsTest {
             .timeout(Duration.ofSeconds(10)).build()) {
       for (SidecarClient c : new SidecarClient[] {plain, systemRoots}) {
         SidecarException e = assertThrows(SidecarException.class, c::isLive);
-        assertEquals(SidecarException.Code.UNAVAILABLE, e.code(), e.getMessage());
+        assertEquals(ErrorCode.UNAVAILABLE, e.code(), e.getMessage());
         assertTrue(e.getMessage().contains("127.0.0.1:" + server.port), e.getMessage());
       }
     }

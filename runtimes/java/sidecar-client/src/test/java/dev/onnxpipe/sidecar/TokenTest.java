@@ -4,6 +4,9 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
+import dev.onnxpipe.core.ErrorCode;
+import dev.onnxpipe.core.Tensor;
+import dev.onnxpipe.core.TensorJson;
 import io.grpc.Status;
 import java.time.Duration;
 import java.util.Map;
@@ -52,12 +55,12 @@ class TokenTest {
     for (String token : new String[] {null, "wrong-token"}) {
       try (SidecarClient c = client(token)) {
         SidecarException e = assertThrows(SidecarException.class, () -> c.infer("basic", inputs));
-        assertEquals(SidecarException.Code.UNAUTHENTICATED, e.code(), "token " + token);
+        assertEquals(ErrorCode.UNAUTHENTICATED, e.code(), "token " + token);
         assertEquals(Status.Code.UNAUTHENTICATED, e.grpcStatus());
         assertTrue(e.getMessage().contains("bearer token"), e.getMessage());
         // waiting does not fix a missing token: awaitReady says so at once instead of timing out
         SidecarException wait = assertThrows(SidecarException.class, () -> c.awaitReady(Duration.ofSeconds(20)));
-        assertEquals(SidecarException.Code.UNAUTHENTICATED, wait.code());
+        assertEquals(ErrorCode.UNAUTHENTICATED, wait.code());
       }
     }
   }

@@ -4,9 +4,9 @@ import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.fail;
 
-import com.google.gson.JsonElement;
-import com.google.gson.JsonObject;
-import com.google.gson.JsonParser;
+import dev.onnxpipe.core.DType;
+import dev.onnxpipe.core.Json;
+import dev.onnxpipe.core.Tensor;
 import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -28,17 +28,26 @@ final class Vectors {
   Vectors(String name) throws IOException {
     this.name = name;
     this.dir = SidecarProcess.vectors().resolve(name);
-    JsonObject v = JsonParser.parseString(Files.readString(dir.resolve("vector.json"))).getAsJsonObject();
-    this.model = dir.resolve(v.get("model").getAsString());
-    for (JsonElement c : v.getAsJsonArray("cases")) {
-      JsonObject o = c.getAsJsonObject();
-      cases.add(new Case(o.get("name").getAsString(), dir.resolve(o.get("inputs").getAsString()),
-          dir.resolve(o.get("expected").getAsString())));
+    Map<?, ?> v;
+    try {
+      v = (Map<?, ?>) Json.parse(Files.readString(dir.resolve("vector.json")));
+    } catch (Json.ParseException e) {
+      throw new IOException(dir.resolve("vector.json") + ": " + e.getMessage(), e);
     }
-    for (Map.Entry<String, JsonElement> t : v.getAsJsonObject("tolerance").entrySet()) {
-      JsonObject o = t.getValue().getAsJsonObject();
-      tolerance.put(t.getKey(), new double[] {o.get("atol").getAsDouble(), o.get("rtol").getAsDouble()});
+    this.model = dir.resolve((String) v.get("model"));
+    for (Object c : (List<?>) v.get("cases")) {
+      Map<?, ?> o = (Map<?, ?>) c;
+      cases.add(new Case((String) o.get("name"), dir.resolve((String) o.get("inputs")),
+          dir.resolve((String) o.get("expected"))));
     }
+    for (Map.Entry<?, ?> t : ((Map<?, ?>) v.get("tolerance")).entrySet()) {
+      tolerance.put((String) t.getKey(), tolerance((Map<?, ?>) t.getValue()));
+    }
+  }
+
+  /** {@code {"atol": a, "rtol": r}} as {a, r}. */
+  static double[] tolerance(Map<?, ?> o) {
+    return new double[] {Double.parseDouble(o.get("atol").toString()), Double.parseDouble(o.get("rtol").toString())};
   }
 
   /** Every expected output, and no other, with the same dtype and shape; floats within tolerance. */
@@ -49,11 +58,11 @@ final class Vectors {
       String at = where + ": output '" + e.getKey() + "'";
       Tensor want = e.getValue();
       Tensor have = got.get(e.getKey());
-      assertEquals(want.dataType(), have.dataType(), at + " dtype");
+      assertEquals(want.dtype(), have.dtype(), at + " dtype");
       assertArrayEquals(want.shape(), have.shape(), at + " shape");
-      switch (want.dataType()) {
-        case FP32: {
-          double[] tol = tolerance(want.dataType());
+      switch (want.dtype()) {
+        case FLOAT32: {
+          double[] tol = tolerance(want.dtype());
           float[] w = want.floats();
           float[] h = have.floats();
           for (int i = 0; i < w.length; i++) {
@@ -61,8 +70,8 @@ final class Vectors {
           }
           break;
         }
-        case FP64: {
-          double[] tol = tolerance(want.dataType());
+        case FLOAT64: {
+          double[] tol = tolerance(want.dtype());
           double[] w = want.doubles();
           double[] h = have.doubles();
           for (int i = 0; i < w.length; i++) {
@@ -83,16 +92,16 @@ final class Vectors {
         case BOOL:
           assertArrayEquals(want.booleans(), have.booleans(), at);
           break;
-        case BYTES:
+        case STRING:
           assertArrayEquals(want.strings(), have.strings(), at);
           break;
         default:
-          fail(at + ": unhandled dtype " + want.dataType());
+          fail(at + ": unhandled dtype " + want.dtype());
       }
     }
   }
 
-  private double[] tolerance(DataType t) {
+  private double[] tolerance(DType t) {
     double[] tol = tolerance.get(t.jsonName());
     if (tol == null) {
       fail(name + "/vector.json has no tolerance for " + t.jsonName());

@@ -47,15 +47,7 @@ func toORT(t Tensor) (ort.Value, error) {
 	case []bool:
 		return ort.NewTensor(shape, d)
 	case []string:
-		st, err := ort.NewStringTensor(shape)
-		if err != nil {
-			return nil, err
-		}
-		if err := st.SetContents(d); err != nil {
-			st.Destroy()
-			return nil, err
-		}
-		return st, nil
+		return newStringTensor(shape, d)
 	}
 	return nil, inputErr("unsupported tensor %s", t.Describe())
 }

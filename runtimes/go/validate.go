@@ -62,11 +62,8 @@ func (p *Pipeline) checkInput(spec TensorSpec, t Tensor, dims map[string]namedDi
 		}
 		t = widened
 	}
-	if t.DType() == String {
-		why := "onnxruntime_go passes strings to ONNX Runtime as C strings, which end there"
-		if slices.Contains(p.sig.Domains, contribDomain) {
-			why = "this pipeline's string ops (" + contribDomain + ") would silently drop everything after it"
-		}
+	if t.DType() == String && slices.Contains(p.sig.Domains, contribDomain) {
+		why := "this pipeline's string ops (" + contribDomain + ") would silently drop everything after it"
 		if err := rejectNUL(spec.Name, t.Strings(), why); err != nil {
 			return Tensor{}, err
 		}
@@ -99,9 +96,8 @@ func (p *Pipeline) checkInput(spec TensorSpec, t Tensor, dims map[string]namedDi
 	return t, nil
 }
 
-// rejectNUL refuses strings holding a NUL character rather than lose what follows it: onnxruntime_go hands
-// strings to ONNX Runtime as C strings (for every model), and onnxruntime-extensions' string ops end a string
-// there too. The position counts characters (runes), as the Python runtime does.
+// rejectNUL refuses strings holding a NUL character rather than lose what follows it: onnxruntime-extensions'
+// string ops end a string there (strings reach ONNX Runtime whole: see newStringTensor). The position counts characters (runes), as the Python runtime does.
 func rejectNUL(input string, data []string, why string) error {
 	for i, s := range data {
 		if at := strings.IndexByte(s, 0); at >= 0 {

@@ -62,6 +62,7 @@ bench: setup generated-models
 	$(PY) -m examples.bench_score
 	$(PY) -m examples.bench_accel
 	$(PY) -m examples.bench_optimize
+	$(PY) -m examples.bench_runtimes
 
 clean:
 	rm -rf build .pytest_cache

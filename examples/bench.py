@@ -151,11 +151,11 @@ def render(rows: list[dict], env: str, plot_name: str | None) -> str:
     return "\n".join(lines)
 
 
-def write_section(text: str, doc: Path = DOC) -> None:
-    """Replace this benchmark's section in ``doc`` (create the file or the section if missing)."""
-    block = f"{BEGIN}\n{text}\n{END}"
+def write_section(text: str, doc: Path = DOC, begin: str = BEGIN, end: str = END) -> None:
+    """Replace a benchmark's section (``begin`` .. ``end``) in ``doc`` (create the file or the section if missing)."""
+    block = f"{begin}\n{text}\n{end}"
     current = doc.read_text(encoding="utf-8") if doc.exists() else "# Benchmarks\n"
-    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), re.S)
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
     if pattern.search(current):
         updated = pattern.sub(lambda _: block, current, count=1)
     else:

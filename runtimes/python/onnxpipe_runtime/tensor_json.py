@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -177,21 +179,111 @@ def dumps(tensors: Mapping[str, Any], *, indent: int | None = None) -> str:
 def loads(text: str, *, limits: Limits = LIMITS) -> dict[str, np.ndarray]:
     """Read a tensor-JSON document by the contract's rules (spec/README.md): a duplicate key, an unknown field,
     a number out of its dtype's range or a lone surrogate is :class:`InputError`; a document over ``limits`` is
-    :class:`TooLargeError`, from the declared shapes before any array is built."""
+    :class:`TooLargeError`, from the declared shapes before any array is built.
+
+    Numeric ``data`` lists of large documents are read compactly: each is cut out of the text and parsed by numpy
+    straight into its array (no Python object per element) after a linear syntax check; a list that check does
+    not pass (strings, NaN, a malformed or out-of-range number) takes the element-by-element path, which names the
+    element.
+    """
     size = len(text.encode("utf-8", "surrogatepass"))
     if size > limits.max_document_bytes:
         raise TooLargeError(f"tensor JSON: the document has {size} bytes; the limit max_document_bytes is "
                             f"{limits.max_document_bytes}")
+    skeleton, spans = _cut_numeric_data(text)
     try:
-        doc = json.loads(text, object_pairs_hook=_no_duplicates)
+        doc = _parse(skeleton)
+    except InputError:
+        if not spans:
+            raise
+        doc = _parse(text)  # report the error at its place in the caller's text
+    if not isinstance(doc, dict):
+        raise InputError(f"tensor JSON: expected an object of named tensors, got {type(doc).__name__}")
+    _check_limits(doc, limits, spans)
+    out: dict[str, np.ndarray] = {}
+    for name, obj in doc.items():
+        span = _span_of(obj, spans)
+        if span is not None:
+            fast = _decode_span(name, obj, span)
+            if fast is not None:
+                out[name] = fast
+                continue
+            try:
+                data = json.loads(f"[{span}]")
+            except json.JSONDecodeError as e:
+                raise InputError(f"tensor {_clip(name)!r}: data is not a valid JSON list ({e})") from e
+            obj = dict(obj, data=data)
+        out[name] = decode(name, obj)
+    return out
+
+
+def _parse(text: str) -> Any:
+    """The JSON value of ``text``; duplicate keys and lone surrogates in keys refused."""
+    try:
+        return json.loads(text, object_pairs_hook=_no_duplicates)
     except json.JSONDecodeError as e:
         raise InputError(f"tensor JSON: not valid JSON ({e})") from e
     except RecursionError as e:
         raise InputError("tensor JSON: nested too deeply; a tensor's data is a flat list") from e
-    if not isinstance(doc, dict):
-        raise InputError(f"tensor JSON: expected an object of named tensors, got {type(doc).__name__}")
-    _check_limits(doc, limits)
-    return {k: decode(k, v) for k, v in doc.items()}
+
+
+# ``"data": [ ... ]`` holding only number characters (no strings, no nesting): cut out and parsed by numpy
+_DATA_LIST = re.compile(r'"data"\s*:\s*\[([-+0-9.eE,\s]*)\]')
+# a list element that is not a JSON integer (at most 18 digits: int64 without overflow) / not a JSON number,
+# found by a linear scan that keeps no state per element
+_BAD_INT = re.compile(r"(?:^|,)\s*+(?!-?(?:0|[1-9][0-9]{0,17})\s*(?:,|$))")
+_BAD_NUMBER = re.compile(r"(?:^|,)\s*+(?!-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?\s*(?:,|$))")
+_COMPACT_FROM = 4096  # bytes: smaller documents take the plain path, as fast
+
+
+def _cut_numeric_data(text: str) -> tuple[str, dict[str, str]]:
+    spans: dict[str, str] = {}
+    if len(text) < _COMPACT_FROM:
+        return text, spans
+    parts: list[str] = []
+    last = 0
+    mark = f"onnxpipe-span-{secrets.token_hex(8)}-"  # cannot collide with a string the caller sent
+    for m in _DATA_LIST.finditer(text):
+        key = f"{mark}{len(spans)}"
+        spans[key] = m.group(1)
+        parts += [text[last:m.start()], f'"data": "{key}"']
+        last = m.end()
+    parts.append(text[last:])
+    return "".join(parts), spans
+
+
+def _span_of(obj: Any, spans: Mapping[str, str]) -> str | None:
+    if isinstance(obj, Mapping) and isinstance(obj.get("data"), str) and obj["data"] in spans:
+        return spans[obj["data"]]
+    return None
+
+
+def _decode_span(name: str, obj: Mapping[str, Any], span: str) -> np.ndarray | None:
+    """The array of a numeric data list parsed by numpy, or None to take the element-by-element path."""
+    dtype, shape = obj.get("dtype"), obj.get("shape")
+    if dtype not in DTYPES or dtype in ("string", "bool") or not isinstance(shape, list) or not all(
+            isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape) or set(obj) - set(_FIELDS):
+        return None
+    integer = dtype not in ("float32", "float64")
+    if span.strip() and (_BAD_INT if integer else _BAD_NUMBER).search(span) is not None:
+        return None
+    # floats are parsed at their own dtype (numpy rounds through float64, as the element-by-element path does)
+    parsed = np.dtype(np.int64) if integer else DTYPES[dtype]
+    with np.errstate(over="ignore"):
+        values = np.fromstring(span, dtype=parsed, sep=",") if span.strip() else np.empty(0, parsed)
+    count = math.prod(shape)
+    if values.size != count:
+        raise InputError(f"tensor {_clip(name)!r}: shape {shape} needs {count} values but data has {values.size}")
+    if integer:
+        info = np.iinfo(DTYPES[dtype])
+        bad = np.flatnonzero((values < info.min) | (values > info.max))
+        if bad.size:
+            raise InputError(f"tensor {_clip(name)!r}: data[{bad[0]}] is {values[bad[0]]}; out of range for {dtype} "
+                             f"[{info.min}, {info.max}]")
+        return values.astype(DTYPES[dtype], copy=False).reshape(shape)
+    if not np.isfinite(values).all():
+        return None  # out of range at this dtype: the element-by-element path says which and why
+    return values.reshape(shape)
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -204,7 +296,7 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def _check_limits(doc: Mapping[str, Any], limits: Limits) -> None:
+def _check_limits(doc: Mapping[str, Any], limits: Limits, spans: Mapping[str, str]) -> None:
     elements = string_bytes = 0
     for name, obj in doc.items():
         if not isinstance(obj, Mapping):
@@ -220,7 +312,7 @@ def _check_limits(doc: Mapping[str, Any], limits: Limits) -> None:
         if elements > limits.max_elements:
             raise TooLargeError(f"tensor {_clip(name)!r}: the document holds {elements} elements up to here; the "
                                 f"limit max_elements is {limits.max_elements}")
-        if obj.get("dtype") == "string" and isinstance(obj.get("data"), list):
+        if obj.get("dtype") == "string" and isinstance(obj.get("data"), list) and _span_of(obj, spans) is None:
             string_bytes += sum(len(v.encode("utf-8", "surrogatepass")) for v in obj["data"] if isinstance(v, str))
             if string_bytes > limits.max_string_bytes:
                 raise TooLargeError(f"tensor {_clip(name)!r}: the document holds {string_bytes} bytes of strings up to "

@@ -46,6 +46,9 @@ class FakePipe:
         self.gate.set()
         self.entered = threading.Event()  # a run has started (and may be held at the gate)
 
+    def validate(self, given):
+        return dict(given)
+
     def run(self, feeds):
         self.entered.set()
         assert self.gate.wait(10)

@@ -10,10 +10,10 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
-import numpy as np
 import pytest
-from conftest import BASIC, ROOT, TIMEOUT, WIDTH, basic_inputs, infer, slow_model, tc
+from conftest import BASIC, ROOT, TIMEOUT, basic_inputs, infer, tc
 from tritonclient.utils import InferenceServerException
 
 from onnxpipe_runtime.serve import main
@@ -21,12 +21,12 @@ from onnxpipe_runtime.serve import main
 
 
 class ServerProcess:
-    """`python -m onnxpipe_runtime.serve ...` on an ephemeral port; the port is read from its first line."""
+    """`python -m onnxpipe_runtime.serve ...` (or ``launcher``) on an ephemeral port, read from its first line."""
 
-    def __init__(self, *args: str):
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+    def __init__(self, *args: str, launcher: list[str] | None = None, env: dict[str, str] | None = None):
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "onnxpipe_runtime.serve", *args, "--port", "0"],
+            [sys.executable, *(launcher or ["-m", "onnxpipe_runtime.serve"]), *args, "--port", "0"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
         self.lines: list[str] = []
         ready = threading.Event()
@@ -60,34 +60,58 @@ class ServerProcess:
         return rc, self.proc.stderr.read() if self.proc.stderr else ""
 
 
-def test_sigterm_finishes_in_flight_requests_then_exits_0(tmp_path):
-    model = slow_model(tmp_path / "slow.onnx")
-    server = ServerProcess(str(model), "--threads", "2", "--grace-s", "20")
+def rss_mib(pid: int) -> float:
+    """Resident memory of a process, MiB (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError(f"no VmRSS for pid {pid}")
+
+
+def _until(condition, what: str) -> None:
+    end = time.monotonic() + TIMEOUT
+    while not condition():
+        assert time.monotonic() < end, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def test_sigterm_finishes_accepted_requests_refuses_later_ones_then_exits_0(tmp_path):
+    """Every run is held by an explicit hook (tests/serve/held_serve.py) until the test releases it: the requests
+    accepted before SIGTERM all finish, every call after it is UNAVAILABLE, none is CANCELLED."""
+    hold = tmp_path / "hold"
+    hold.mkdir()
+    server = ServerProcess(str(hold), str(BASIC), "--grace-s", "20", "--log-level", "WARNING",
+                           launcher=[str(ROOT / "tests" / "serve" / "held_serve.py")])
     client = tc.InferenceServerClient(server.address)
+    accepted = lambda: len((hold / "accepted").read_text().splitlines()) if (hold / "accepted").exists() else 0  # noqa: E731
     try:
-        assert client.is_model_ready("slow", client_timeout=TIMEOUT)
-        x = np.ones((1536, WIDTH), np.float32)  # slow_model is calibrated so this takes about 2.5 s
-        t = tc.InferInput("x", list(x.shape), "FP32")
-        t.set_data_from_numpy(x)
-        with ThreadPoolExecutor(2) as ex:
-            calls = [ex.submit(client.infer, "slow", [t], client_timeout=TIMEOUT) for _ in range(2)]
-            time.sleep(1.0)  # both requests are in (even on a loaded machine): one running, one queued
-            assert not any(c.done() for c in calls), "the model ran too fast for this test to mean anything"
+        with ThreadPoolExecutor(12) as ex:
+            calls = [ex.submit(infer, client, "basic", basic_inputs(1, seed=i)) for i in range(8)]
+            _until(lambda: accepted() == 8, "8 requests accepted")  # one held in its run, seven queued
             server.proc.send_signal(signal.SIGTERM)
-            end = time.monotonic() + TIMEOUT
-            while True:  # it stops accepting new calls...
+
+            def refused_unavailable() -> bool:
                 try:
-                    client.is_server_live(client_timeout=2.0)
-                except InferenceServerException:
-                    break
-                assert time.monotonic() < end, "still accepting calls after SIGTERM"
-                time.sleep(0.05)
+                    infer(client, "basic", basic_inputs(1))
+                except InferenceServerException as e:
+                    assert e.status() == "StatusCode.UNAVAILABLE", (e.status(), e.message())
+                    return True
+                raise AssertionError("a request after SIGTERM was run")  # the model is held: it cannot be
+
+            _until(refused_unavailable, "the server to refuse new requests after SIGTERM")
+            later = [ex.submit(infer, client, "basic", basic_inputs(1)) for _ in range(4)]
+            for f in later:
+                with pytest.raises(InferenceServerException) as e:
+                    f.result(TIMEOUT)
+                assert e.value.status() == "StatusCode.UNAVAILABLE" and "[CLOSED]" in e.value.message()
+            assert not any(c.done() for c in calls), [c.exception() for c in calls if c.done()]
+            (hold / "release").touch()
             for c in calls:  # ...and still answers the ones it had
-                y = c.result(TIMEOUT).as_numpy("y")
-                assert y.shape == x.shape and np.isfinite(y).all()
+                assert c.result(TIMEOUT).as_numpy("score").shape == (1, 3)
         rc = server.proc.wait(TIMEOUT)
         assert rc == 0, server.proc.stderr.read() if server.proc.stderr else ""
     finally:
+        (hold / "release").touch()
         client.close()
         server.kill()
 

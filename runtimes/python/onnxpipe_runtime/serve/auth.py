@@ -45,18 +45,24 @@ class TokenInterceptor(grpc.ServerInterceptor):
 
 def _deny(handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
     def abort(_request: Any, context: grpc.ServicerContext) -> Any:
+        # set_code, not context.abort: an exception kept by grpcio would hold the payload until a full GC
         context.set_trailing_metadata(((CODE_METADATA_KEY, "UNAUTHENTICATED"),))
-        context.abort(
-            grpc.StatusCode.UNAUTHENTICATED,
+        context.set_code(grpc.StatusCode.UNAUTHENTICATED)
+        context.set_details(
             "[UNAUTHENTICATED] missing or wrong bearer token: send metadata 'authorization: Bearer <token>' "
-            f"(the server's --token or {TOKEN_ENV})",
+            f"(the server's --token, --token-file or ${TOKEN_ENV})"
         )
+        return b""
+
+    def abort_stream(request: Any, context: grpc.ServicerContext) -> Any:
+        abort(request, context)
+        return iter(())
 
     if handler.request_streaming and handler.response_streaming:
-        return grpc.stream_stream_rpc_method_handler(abort)
+        return grpc.stream_stream_rpc_method_handler(abort_stream)
     if handler.request_streaming:
         return grpc.stream_unary_rpc_method_handler(abort)
     if handler.response_streaming:
-        return grpc.unary_stream_rpc_method_handler(abort)
+        return grpc.unary_stream_rpc_method_handler(abort_stream)
     # no deserializer: an unauthenticated payload is never parsed
     return grpc.unary_unary_rpc_method_handler(abort)

@@ -151,34 +151,46 @@ class Batcher:
         finally:
             with self._cond:
                 self._arriving -= 1
-                self._cond.notify_all()
+                if self._queue:  # a batch being formed may be waiting for this request; else wake no one
+                    self._cond.notify_all()
 
     def submit(
-        self, feeds: Mapping[str, np.ndarray], elements: int = 0, string_bytes: int = 0, inline: bool = False
+        self, inputs: Mapping[str, np.ndarray], elements: int = 0, string_bytes: int = 0, inline: bool = False
     ) -> Future[Outputs]:
-        """Queue validated inputs (``elements`` and ``string_bytes``: their size, for the batch limits); the
-        future resolves to the outputs or a RequestError. ``inline``: when the model is idle and no other
+        """Validate and queue decoded inputs (``elements``, ``string_bytes``: their size, for the batch limits);
+        the future resolves to the outputs or a RequestError. ``inline``: when the model is idle and no other
         request is queued or arriving, run now on this thread (the future is then done on return). Called
-        inside the request's own ``arriving()``."""
-        job = self._job(dict(feeds))
+        inside the request's own ``arriving()``; an invalid input raises (INVALID_INPUT) before queueing."""
+        if inline and self._claim_inline():
+            job = _Job(dict(inputs), 0, None, 0.0)
+            try:
+                self._run_alone(job)  # Pipeline.run validates: once, not twice
+            finally:
+                self._slots.release()
+                with self._cond:
+                    self._running -= 1
+            return job.future
+        try:
+            feeds = self.pipe.validate(inputs)
+        except PipelineError as e:
+            raise from_pipeline_error(e) from e
+        job = self._job(feeds)
         job.elements, job.string_bytes = elements, string_bytes
         with self._cond:
             if self._closed:
                 raise RequestError("CLOSED", f"model {self.name!r}: the server is shutting down")
-            if (inline and not self._queue and self._arriving <= 1 and self._running < self._workers
-                    and self._slots.acquire(blocking=False)):
-                self._running += 1
-            else:
-                job = self._enqueue(job)
-                return job.future
-        try:
-            self._run_alone(job)
-        finally:
-            self._slots.release()
-            with self._cond:
-                self._running -= 1
-                self._cond.notify_all()
-        return job.future
+            return self._enqueue(job).future
+
+    def _claim_inline(self) -> bool:
+        with self._cond:
+            if self._closed:
+                raise RequestError("CLOSED", f"model {self.name!r}: the server is shutting down")
+            if self._queue or self._arriving > 1 or self._running >= self._workers:
+                return False
+            if not self._slots.acquire(blocking=False):
+                return False
+            self._running += 1
+            return True
 
     def _enqueue(self, job: _Job) -> _Job:
         """Queue ``job`` (called holding the lock); OVERLOADED when the queue is full."""

@@ -43,7 +43,17 @@ def parser() -> argparse.ArgumentParser:
                    help=f"requests waiting per model before RESOURCE_EXHAUSTED (default {d.max_queue})")
     p.add_argument("--max-message-mb", type=int, default=d.max_message_mb,
                    help=f"largest request or response (default {d.max_message_mb})")
-    p.add_argument("--token", default=None, help=f"bearer token required on every RPC but health (default: ${TOKEN_ENV})")
+    p.add_argument("--max-elements", type=int, default=d.max_elements,
+                   help=f"elements in one request and in one merged batch (default {d.max_elements:,}); "
+                        "more is RESOURCE_EXHAUSTED [TOO_LARGE], refused before allocating")
+    p.add_argument("--max-string-bytes", type=int, default=d.max_string_bytes,
+                   help=f"UTF-8 bytes of all strings in one request and one batch (default {d.max_string_bytes:,})")
+    p.add_argument("--token-file", type=Path, default=None,
+                   help="file holding the bearer token required on every RPC but health (surrounding whitespace "
+                        f"ignored); or set ${TOKEN_ENV}")
+    p.add_argument("--token", default=None,
+                   help="the token itself: visible to every local user in /proc/PID/cmdline and ps; prefer "
+                        f"--token-file or ${TOKEN_ENV}")
     p.add_argument("--tls-cert", type=Path, default=None, help="PEM certificate chain: serve TLS")
     p.add_argument("--tls-key", type=Path, default=None, help="PEM private key of --tls-cert")
     p.add_argument("--threads", type=int, default=None,
@@ -71,6 +81,25 @@ def _names(models: Sequence[Path], names: Sequence[str] | None) -> dict[str, Pat
     return out
 
 
+def _token(args: argparse.Namespace) -> tuple[str | None, str]:
+    """The bearer token and where it came from: --token, --token-file, then $ONNXPIPE_TOKEN."""
+    given = [n for n in ("token", "token_file") if getattr(args, n) is not None]
+    if len(given) > 1:
+        raise ConfigError("--token and --token-file: give one or the other")
+    if args.token is not None:
+        return args.token, "--token"
+    if args.token_file is not None:
+        try:
+            token = Path(args.token_file).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"--token-file {str(args.token_file)!r}: cannot read it ({e})") from e
+        if not token:
+            raise ConfigError(f"--token-file {str(args.token_file)!r}: the file is empty")
+        return token, "--token-file"
+    token = os.environ.get(TOKEN_ENV) or None
+    return token, f"${TOKEN_ENV}" if token else ""
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -88,18 +117,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(e.code) if isinstance(e.code, int) else 2
     logging.basicConfig(level=args.log_level, stream=sys.stderr, format="%(asctime)s onnxpipe serve: %(message)s")
     log = logging.getLogger("onnxpipe.serve")
-    token = args.token if args.token is not None else (os.environ.get(TOKEN_ENV) or None)
     try:
+        token, token_from = _token(args)
         options = ServeOptions(
             host=args.host, port=args.port, batching=not args.no_batching, max_batch=args.max_batch,
             max_delay_ms=args.max_delay_ms, max_queue=args.max_queue, max_message_mb=args.max_message_mb,
-            token=token, tls_cert=args.tls_cert, tls_key=args.tls_key, threads=args.threads, workers=args.workers,
+            max_elements=args.max_elements, max_string_bytes=args.max_string_bytes, token=token, tls_cert=args.tls_cert, tls_key=args.tls_key, threads=args.threads, workers=args.workers,
             grace_s=args.grace_s, accelerator=args.accelerator, precision=args.precision,
         )
         server = Server(_names(args.models, args.name), options).start()
     except (ConfigError, PipelineError) as e:
         print(f"{PROG}: [{e.code}] {e}", file=sys.stderr)
         return 2
+    if token_from == "--token":
+        log.warning("--token is visible to other local users (/proc/%d/cmdline, ps); prefer --token-file or $%s",
+                    os.getpid(), TOKEN_ENV)
     if not _is_loopback(options.host) and token is None:
         log.warning("listening on %s without --token: anyone who can reach the port can run the models", options.host)
     stop = threading.Event()

@@ -40,6 +40,7 @@ _NUMPY: dict[str, np.dtype] = {
     "INT8": np.dtype("i1"),
     "BOOL": np.dtype("?"),
 }
+_DATATYPE_OF: dict[np.dtype, str] = {dt.newbyteorder("="): name for name, dt in _NUMPY.items()}
 #: protocol datatype -> the InferTensorContents field that carries it when typed
 CONTENTS_FIELD: dict[str, str] = {
     "BOOL": "bool_contents",
@@ -60,11 +61,11 @@ _ALL_FIELDS = sorted(set(CONTENTS_FIELD.values()))
 
 def datatype_of(array: np.ndarray) -> str:
     """The protocol datatype of an output array (strings -> BYTES)."""
+    name = _DATATYPE_OF.get(array.dtype)
+    if name is not None:
+        return name
     if array.dtype.kind in "USO":
         return "BYTES"
-    for name, dt in _NUMPY.items():
-        if array.dtype == dt.newbyteorder("="):
-            return name
     raise RequestError("RUNTIME", f"the model produced dtype {array.dtype}, which has no protocol datatype")
 
 

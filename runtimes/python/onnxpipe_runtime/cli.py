@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from onnxpipe_runtime.vectors import load_set, mismatches
 
 EXIT_MISMATCH = EXIT_STATUS["MISMATCH"]
 EXIT_USAGE = EXIT_STATUS["USAGE"]
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: what `yes | head` leaves, for a reader that stopped reading
 
 
 class CliError(Exception):
@@ -144,6 +146,9 @@ def print_signature(doc: dict[str, Any]) -> None:
     sig = doc["signature"]
     man = doc.get("manifest") or {}
     print(f"{doc['path']}  ({doc['file_size']:,} bytes, signature from {sig['source']})")
+    if not man:
+        print("  no onnxpipe manifest (plain ONNX): inputs and outputs as ONNX Runtime reports them, no labels, "
+              "no verification")
     if man:
         print(f"  pipeline {man.get('name')!r}, onnxpipe {man.get('sdk_version')}, opset {man.get('opset')}, "
               f"{man.get('precision')}, exporter {man.get('exporter')}")
@@ -197,7 +202,14 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def run_command(args: argparse.Namespace) -> int:
     """Run a parsed subcommand, turning expected failures into one line on stderr and their code's exit status."""
     try:
-        return int(args.func(args))
+        status = int(args.func(args))
+        sys.stdout.flush()  # here, so a closed pipe is caught below rather than at exit
+        return status
+    except BrokenPipeError:
+        # the reader went away (`onnxpipe inspect FILE | head`): no traceback, and nothing more to write;
+        # stdout goes to /dev/null so the interpreter's own flush at exit cannot fail again
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
     except (CliError, PipelineError, InputError) as e:
         code = getattr(e, "code", "USAGE")
         print(f"onnxpipe: error [{code}]: {e}", file=sys.stderr)

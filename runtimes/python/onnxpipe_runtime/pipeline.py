@@ -86,6 +86,8 @@ class Pipeline:
                    if self.verification == "not run" else "FAILED verification at export: it disagrees with eager PyTorch")
             warnings.warn(f"{path.name} {why}", UnverifiedPipelineWarning, stacklevel=3)
         self._output_names = [o.name for o in self.signature.outputs]
+        #: int8 or mixed model stage: empty inputs are refused (spec/README.md, "Inputs")
+        self._quantized = manifest is not None and manifest.precision in ("int8", "mixed")
         self._lock = threading.Lock()
 
     @classmethod
@@ -232,6 +234,12 @@ class Pipeline:
                             f"input {name!r}: dimension {axis} ({want!r}) is {got}, but input {seen[0]!r} "
                             f"has {want!r} = {seen[1]}; inputs sharing a dimension name must agree"
                         )
+            if arr.size == 0 and self._quantized and not spec.optional:
+                raise InputError(
+                    f"input {name!r}: shape {list(arr.shape)} has no elements; this pipeline's model stage is "
+                    f"{self.manifest.precision if self.manifest else 'quantized'}, and ONNX Runtime's quantized "
+                    "kernels abort the process on empty tensors: give at least one element per dimension"
+                )
             feeds[name] = arr
         return feeds
 

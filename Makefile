@@ -8,7 +8,7 @@ PY := .venv/bin/python
 STAMP := .venv/.onnxpipe-setup
 SETUP_DEPS := pyproject.toml runtimes/python/pyproject.toml requirements/constraints.txt requirements/dev.txt
 
-.PHONY: setup demo test test-python test-java test-go vectors generated-models build build-java build-go bench clean
+.PHONY: setup demo test test-python test-java test-go vectors generated-models build build-java build-go bench fuzz soak clean
 
 setup: $(STAMP)
 
@@ -63,6 +63,18 @@ bench: setup generated-models
 	$(PY) -m examples.bench_accel
 	$(PY) -m examples.bench_optimize
 	$(PY) -m examples.bench_runtimes
+
+# The sidecar under hostile input (about a minute): the malformed-request catalog, random and corrupted bytes,
+# valid requests checked, RSS bounded; 0 crashes or it fails. FUZZ_ARGS="--requests 200000" for longer.
+FUZZ_ARGS ?=
+fuzz: setup
+	$(PY) -m examples.fuzz_serve $(FUZZ_ARGS)
+
+# 16 clients against the sidecar for SOAK_SECONDS (default 60): every answer checked, memory flat.
+SOAK_SECONDS ?= 60
+SOAK_ARGS ?=
+soak: setup
+	$(PY) -m examples.soak_serve --seconds $(SOAK_SECONDS) $(SOAK_ARGS)
 
 clean:
 	rm -rf build .pytest_cache

@@ -32,11 +32,11 @@ func (p *Pipeline) validate(inputs map[string]Tensor) ([]Tensor, error) {
 		if err != nil {
 			return nil, err
 		}
-		if t.Len() == 0 && p.sig.Precision == "int8" {
-			// ONNX Runtime's dynamic quantization divides by zero on an empty tensor and the process dies with
-			// SIGFPE (ORT 1.31.1, MiniLM int8; issue 13 §2): refused before native code.
-			return nil, inputErr("input %q: shape %s has no elements; this int8 pipeline cannot run an empty tensor (ONNX Runtime's dynamic quantization would abort the process); expected every dimension > 0",
-				spec.Name, core.FormatShape(t.Shape()))
+		if t.Len() == 0 && !spec.Optional && (p.sig.Precision == "int8" || p.sig.Precision == "mixed") {
+			// ONNX Runtime's quantized kernels divide by zero on an empty tensor and the process dies with
+			// SIGFPE (ORT 1.31.1, MiniLM int8; spec/README.md "Inputs"): refused before native code.
+			return nil, inputErr("input %q: shape %s has no elements; this pipeline's model stage is %s, and ONNX Runtime's quantized kernels abort the process on empty tensors: give at least one element per dimension",
+				spec.Name, core.FormatShape(t.Shape()), p.sig.Precision)
 		}
 		given[i] = t
 	}

@@ -41,7 +41,7 @@ def manifest(name: str, inputs: list, outputs: list, domains: list) -> str:
             "name": name,
             "inputs": inputs,
             "outputs": outputs,
-            "stages": [{"name": "post", "kind": "onnx", "description": name, "nodes": 1}],
+            "stages": [{"name": "post", "kind": "onnx", "exporter": "onnx", "description": name, "nodes": 1}],
             "labels": None,
             "domains": [{"domain": d, "library": "onnxruntime-extensions"} for d in domains],
             "precision": "fp32",

@@ -1,0 +1,202 @@
+package dev.onnxpipe.bench;
+
+import ai.onnxruntime.OnnxJavaType;
+import ai.onnxruntime.OnnxTensor;
+import ai.onnxruntime.OnnxValue;
+import ai.onnxruntime.OrtEnvironment;
+import ai.onnxruntime.OrtException;
+import ai.onnxruntime.OrtLoggingLevel;
+import ai.onnxruntime.OrtSession;
+import dev.onnxpipe.Options;
+import dev.onnxpipe.Pipeline;
+import dev.onnxpipe.core.Tensor;
+import dev.onnxpipe.core.TensorJson;
+import java.nio.ByteBuffer;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * Issue 11 §7: what onnxpipe's {@link Pipeline#run} costs over the raw ONNX Runtime Java API, for digits and MiniLM
+ * at batch 1 and 8. Both sides use one intra-op thread, sequential execution and the same inputs, and both hand
+ * back Java arrays: the raw side creates its OnnxTensors, runs, copies each output out and closes, as a caller of
+ * the raw API must. Measurements are interleaved (onnxpipe, raw, raw, onnxpipe, ... per round) so drift in machine
+ * load hits both; the table gives the median over rounds of each side's mean latency per call.
+ *
+ * <pre>make -C runtimes/java bench [BENCH_ARGS="--seconds 2 --rounds 7"]</pre>
+ */
+public final class OverheadBench {
+  private OverheadBench() {}
+
+  private record Config(String model, Path file, Map<String, Tensor> inputs, int batch) {}
+
+  public static void main(String[] args) throws Exception {
+    Path root = Path.of(".");
+    double seconds = 1.5;
+    int rounds = 7;
+    for (int i = 0; i < args.length; i++) {
+      switch (args[i]) {
+        case "--root" -> root = Path.of(args[++i]);
+        case "--seconds" -> seconds = Double.parseDouble(args[++i]);
+        case "--rounds" -> rounds = Integer.parseInt(args[++i]);
+        default -> throw new IllegalArgumentException("unknown argument " + args[i]);
+      }
+    }
+    List<Config> configs = new ArrayList<>();
+    Path digits = root.resolve("tests/vectors/digits");
+    for (int batch : new int[] {1, 8}) {
+      configs.add(new Config("digits", digits.resolve("model.onnx"), batched(digits.resolve("inputs_0.json"), batch),
+          batch));
+    }
+    Path minilm = root.resolve("build/models/minilm.onnx");
+    if (!Files.exists(minilm)) {
+      System.out.println("note: MiniLM skipped: " + minilm + " is absent (run `make generated-models` at the root)");
+    } else {
+      for (int batch : new int[] {1, 8}) {
+        configs.add(new Config("MiniLM", minilm, batched(root.resolve("tests/vectors/minilm/inputs_0.json"), batch),
+            batch));
+      }
+    }
+    System.out.printf("onnxpipe Pipeline.run vs raw ONNX Runtime %s (Java %s), 1 intra-op thread, %d interleaved"
+        + " rounds of %.1f s per side; %d CPUs%n%n", OrtEnvironment.getEnvironment().getVersion(), Runtime.version(),
+        rounds, seconds,
+        Runtime.getRuntime().availableProcessors());
+    System.out.println("| model | batch | raw ORT (ms/call) | onnxpipe (ms/call) | overhead |");
+    System.out.println("|---|---:|---:|---:|---:|");
+    for (Config c : configs) {
+      double[] r = measure(c, seconds, rounds);
+      System.out.printf("| %s | %d | %.3f | %.3f | %+.1f %% |%n", c.model(), c.batch(), r[0], r[1],
+          100 * (r[1] - r[0]) / r[0]);
+    }
+  }
+
+  /** {raw ms/call, onnxpipe ms/call}: medians over rounds. */
+  private static double[] measure(Config c, double seconds, int rounds) throws Exception {
+    boolean contrib = c.model().equals("MiniLM");
+    try (Pipeline pipe = Pipeline.load(c.file(), Options.defaults().withIntraOpThreads(1));
+        Raw raw = new Raw(c.file(), contrib)) {
+      Runnable onnxpipe = () -> pipe.run(c.inputs());
+      Runnable direct = () -> raw.run(c.inputs());
+      for (int i = 0; i < 3; i++) { // warm-up: JIT on both paths, ORT's arenas
+        time(onnxpipe, seconds);
+        time(direct, seconds);
+      }
+      double[] p = new double[rounds];
+      double[] r = new double[rounds];
+      for (int i = 0; i < rounds; i++) {
+        if (i % 2 == 0) {
+          p[i] = time(onnxpipe, seconds);
+          r[i] = time(direct, seconds);
+        } else {
+          r[i] = time(direct, seconds);
+          p[i] = time(onnxpipe, seconds);
+        }
+      }
+      return new double[] {median(r), median(p)};
+    }
+  }
+
+  /** Mean ms per call over about {@code seconds}. */
+  private static double time(Runnable call, double seconds) {
+    long budget = (long) (seconds * 1e9);
+    long start = System.nanoTime();
+    int n = 0;
+    while (System.nanoTime() - start < budget) {
+      call.run();
+      n++;
+    }
+    return (System.nanoTime() - start) / 1e6 / n;
+  }
+
+  private static double median(double[] v) {
+    double[] s = v.clone();
+    Arrays.sort(s);
+    return s[s.length / 2];
+  }
+
+  /** The first tensor-JSON case, repeated along the batch axis to {@code batch} rows. */
+  private static Map<String, Tensor> batched(Path inputs, int batch) {
+    Map<String, Tensor> out = new LinkedHashMap<>();
+    for (Map.Entry<String, Tensor> e : TensorJson.read(inputs).entrySet()) {
+      Tensor t = e.getValue();
+      long[] shape = t.shape();
+      int n = t.size();
+      shape[0] *= batch;
+      Object data = Tensor.newArray(t.dtype(), n * batch);
+      for (int b = 0; b < batch; b++) {
+        System.arraycopy(t.data(), 0, data, b * n, n);
+      }
+      out.put(e.getKey(), Tensor.of(t.dtype(), data, shape));
+    }
+    return out;
+  }
+
+  /** The raw ONNX Runtime Java API on the same file, options and inputs. */
+  private static final class Raw implements AutoCloseable {
+    private final OrtEnvironment env = OrtEnvironment.getEnvironment();
+    private final OrtSession.SessionOptions options = new OrtSession.SessionOptions();
+    private final OrtSession session;
+
+    Raw(Path file, boolean contrib) throws OrtException {
+      options.setIntraOpNumThreads(1);
+      options.setInterOpNumThreads(1);
+      options.setExecutionMode(OrtSession.SessionOptions.ExecutionMode.SEQUENTIAL);
+      options.setSessionLogLevel(OrtLoggingLevel.ORT_LOGGING_LEVEL_FATAL);
+      if (contrib) {
+        options.registerCustomOpLibrary(ai.onnxruntime.extensions.OrtxPackage.getLibraryPath());
+      }
+      session = env.createSession(file.toString(), options);
+    }
+
+    void run(Map<String, Tensor> inputs) {
+      Map<String, OnnxTensor> feeds = new HashMap<>();
+      try {
+        for (Map.Entry<String, Tensor> e : inputs.entrySet()) {
+          Tensor t = e.getValue();
+          feeds.put(e.getKey(), switch (t.dtype()) {
+            case UINT8 -> OnnxTensor.createTensor(env, ByteBuffer.wrap(t.bytes()), t.shape(), OnnxJavaType.UINT8);
+            case STRING -> OnnxTensor.createTensor(env, t.strings(), t.shape());
+            default -> throw new IllegalArgumentException("bench inputs are uint8 or string, got " + t.dtype());
+          });
+        }
+        try (OrtSession.Result result = session.run(feeds)) {
+          for (Map.Entry<String, OnnxValue> o : result) {
+            copyOut((OnnxTensor) o.getValue());
+          }
+        }
+      } catch (OrtException e) {
+        throw new IllegalStateException(e);
+      } finally {
+        feeds.values().forEach(OnnxTensor::close);
+      }
+    }
+
+    private static Object copyOut(OnnxTensor t) throws OrtException {
+      int n = (int) t.getInfo().getNumElements();
+      return switch (t.getInfo().type) {
+        case FLOAT -> {
+          float[] a = new float[n];
+          t.getFloatBuffer().get(a);
+          yield a;
+        }
+        case INT64 -> {
+          long[] a = new long[n];
+          t.getLongBuffer().get(a);
+          yield a;
+        }
+        default -> t.getValue(); // strings
+      };
+    }
+
+    @Override
+    public void close() throws OrtException {
+      session.close();
+      options.close();
+    }
+  }
+}

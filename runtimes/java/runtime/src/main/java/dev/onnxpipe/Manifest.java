@@ -56,7 +56,8 @@ final class Manifest {
         }
       }
     }
-    return new Signature("manifest", inputs, outputs, labels, domains, verification(m.get("verification")));
+    String precision = m.get("precision") instanceof String p ? p : null;
+    return new Signature("manifest", inputs, outputs, labels, domains, verification(m.get("verification")), precision);
   }
 
   private static List<TensorSpec> specs(Object list, String field, boolean inputs) {

@@ -291,9 +291,9 @@ public final class Pipeline implements AutoCloseable {
         throw new PipelineException(ErrorCode.CLOSED, "pipeline '" + path.getFileName() + "' is closed; load it again");
       }
       Map<String, Tensor> checked = InputCheck.validate(signature, inputs);
-      String zeroSize = resizes ? ZeroSize.zeroSizeInput(checked) : null;
-      if (zeroSize != null) {
-        return ZeroSize.emptyResult(signature, checked, zeroSize);
+      Outputs empty = zeroSize(checked);
+      if (empty != null) {
+        return empty;
       }
       List<OnnxTensor> created = new ArrayList<>();
       try {
@@ -327,6 +327,19 @@ public final class Pipeline implements AutoCloseable {
     } finally {
       lock.readLock().unlock();
     }
+  }
+
+  /** The answer for inputs ONNX Runtime must not see ({@link ZeroSize}), or null to run them. */
+  private Outputs zeroSize(Map<String, Tensor> checked) {
+    String precision = signature.precision();
+    if ("int8".equals(precision) || "mixed".equals(precision)) {
+      String input = ZeroSize.zeroSizeInput(checked);
+      if (input != null) {
+        throw ZeroSize.quantized(signature, input, checked.get(input));
+      }
+    }
+    String emptyBatch = resizes ? ZeroSize.emptyBatchInput(signature, checked) : null;
+    return emptyBatch == null ? null : ZeroSize.emptyResult(signature, checked, emptyBatch);
   }
 
   /** Releases the native session; waits for runs in progress. Idempotent. */

@@ -18,15 +18,17 @@ public final class Signature {
   private final List<String> labels;
   private final List<String> domains;
   private final String verification;
+  private final String precision;
 
   Signature(String source, List<TensorSpec> inputs, List<TensorSpec> outputs, List<String> labels,
       List<String> domains) {
-    this(source, inputs, outputs, labels, domains, "unknown");
+    this(source, inputs, outputs, labels, domains, "unknown", null);
   }
 
   Signature(String source, List<TensorSpec> inputs, List<TensorSpec> outputs, List<String> labels,
-      List<String> domains, String verification) {
+      List<String> domains, String verification, String precision) {
     this.verification = verification;
+    this.precision = precision;
     this.source = source;
     this.inputs = List.copyOf(inputs);
     this.outputs = List.copyOf(outputs);
@@ -81,6 +83,11 @@ public final class Signature {
    */
   public String verification() {
     return verification;
+  }
+
+  /** The manifest's {@code precision} ({@code fp32}, {@code int8}, {@code mixed}, ...), or null (plain ONNX). */
+  public String precision() {
+    return precision;
   }
 
   /** Custom-op domains the graph needs, e.g. {@code ai.onnx.contrib}. */

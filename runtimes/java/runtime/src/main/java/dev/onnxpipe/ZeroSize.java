@@ -8,20 +8,22 @@ import java.util.List;
 import java.util.Map;
 
 /**
- * Inputs with a zero-size dimension, kept away from ONNX Runtime 1.29.0's Resize kernel: on an empty batch it
- * divides by zero and the JVM dies with SIGFPE (issue 13 §2; Python and Go run ORT 1.31, which returns an empty
- * result). So for a graph with a Resize node, an input with a zero in its shape never reaches native code:
+ * Inputs with no elements (a zero-size dimension), kept from the ONNX Runtime kernels that abort the process on
+ * them. spec/README.md ("Inputs"): such an input is valid and runs, except
  *
  * <ul>
- *   <li>if the manifest's output shapes make every output empty, that empty result is returned: a fixed dim as
- *       is, a named dim at the size the inputs give it, and a name no input binds (a data-dependent count such as
- *       {@code detections}) at 0, since no element exists to produce one. This is what ORT 1.31 answers for the
- *       image pipelines (digits: score {@code [0, 3]}; detector: detections {@code [0, 7]}).
- *   <li>otherwise (a zero height or width with a non-empty batch, whose answer the manifest cannot state) it is
- *       INVALID_INPUT naming the input.
+ *   <li>in a pipeline of manifest {@code precision} {@code int8} or {@code mixed}: ONNX Runtime's quantized kernels
+ *       abort on empty tensors (SIGFPE, 1.29 and 1.31), so it is INVALID_INPUT before ONNX Runtime;
+ *   <li>Java only: ONNX Runtime 1.29.0's Resize kernel (Python and Go run 1.31) divides by zero on an empty
+ *       batch (issue 13 §2). So for a graph with a Resize node, an input whose batch axis (its first, when that is
+ *       a named dynamic dim) is 0 never reaches native code: the result is the one the manifest's output shapes
+ *       state, every named dim at the size the inputs give it and a name no input binds (a data-dependent count
+ *       such as {@code detections}) at 0 — what ORT 1.31 answers (digits: score {@code [0, 3]}; detector:
+ *       detections {@code [0, 7]}). If the manifest cannot state an empty result, INVALID_INPUT naming the input.
+ *       A zero elsewhere (height, width) runs: ORT 1.29 refuses it with an error (RUNTIME), as 1.31 does.
  * </ul>
  *
- * Graphs without Resize run zero-size inputs through ONNX Runtime as usual (the basic model's empty batch).
+ * {@code ZeroSizeTest} runs a zero in every position of every test model's inputs in a child JVM.
  */
 final class ZeroSize {
   private ZeroSize() {}
@@ -29,13 +31,29 @@ final class ZeroSize {
   /** The first input with a zero in its shape, or null. */
   static String zeroSizeInput(Map<String, Tensor> inputs) {
     for (Map.Entry<String, Tensor> e : inputs.entrySet()) {
-      for (long d : e.getValue().shape()) {
-        if (d == 0) {
-          return e.getKey();
-        }
+      if (e.getValue().size() == 0 && e.getValue().rank() > 0) {
+        return e.getKey();
       }
     }
     return null;
+  }
+
+  /** The first input whose batch axis (axis 0, a named dynamic dim in the signature) is 0, or null. */
+  static String emptyBatchInput(Signature sig, Map<String, Tensor> inputs) {
+    for (TensorSpec spec : sig.inputs()) {
+      Tensor t = inputs.get(spec.name());
+      if (t != null && t.rank() > 0 && t.shape()[0] == 0 && spec.shape().get(0) instanceof String) {
+        return spec.name();
+      }
+    }
+    return null;
+  }
+
+  /** INVALID_INPUT for an empty input of an int8 / mixed pipeline. */
+  static PipelineException quantized(Signature sig, String input, Tensor t) {
+    return PipelineException.invalidInput("input '" + input + "': shape " + Shapes.str(t.shape()) + " has no"
+        + " elements; this pipeline's precision is " + sig.precision() + ", and ONNX Runtime's quantized kernels"
+        + " abort on empty tensors (expected every dimension > 0)");
   }
 
   /** The empty result the manifest states for {@code inputs}, or INVALID_INPUT naming {@code input}. */
@@ -60,7 +78,7 @@ final class ZeroSize {
         Tensor t = inputs.get(input);
         throw PipelineException.invalidInput("input '" + input + "': shape " + Shapes.str(t.shape())
             + " has a zero-size dimension, and this pipeline's output '" + spec.name() + "' " + spec.describe()
-            + " would not be empty; its image resizing cannot take an empty image (expected every dimension > 0)");
+            + " would not be empty; its image resizing cannot take an empty batch (expected every dimension > 0)");
       }
       out.put(spec.name(), Tensor.empty(spec.dtype(), shape));
     }

@@ -60,7 +60,7 @@ class SpecConformanceTest {
       }));
       return tests.stream();
     }
-    Map<DType, Fixtures.Tolerance> tol = tolerance(doc.get("tolerance"));
+    Map<DType, Fixtures.Tolerance> tol = tolerance(doc.get("tolerance"), defaults());
     for (Object o : (List<?>) doc.get("cases")) {
       Map<?, ?> c = (Map<?, ?>) o;
       String text = c.get("inputs") != null ? Json.write(c.get("inputs")) : (String) c.get("inputs_text");
@@ -68,8 +68,9 @@ class SpecConformanceTest {
       Object expected = c.get("expected") != null ? c.get("expected")
           : c.get("expected_file") != null ? Fixtures.root().resolve((String) c.get("expected_file")) : null;
       String name = String.valueOf(c.get("name"));
-      tests.add(DynamicTest.dynamicTest(name + " (Pipeline.run)", () -> library(model, text, error, expected, tol)));
-      tests.add(DynamicTest.dynamicTest(name + " (CLI)", () -> viaCli(model, text, error, expected, tol)));
+      Map<DType, Fixtures.Tolerance> t = c.get("tolerance") != null ? tolerance(c.get("tolerance"), tol) : tol;
+      tests.add(DynamicTest.dynamicTest(name + " (Pipeline.run)", () -> library(model, text, error, expected, t)));
+      tests.add(DynamicTest.dynamicTest(name + " (CLI)", () -> viaCli(model, text, error, expected, t)));
     }
     return tests.stream();
   }
@@ -130,11 +131,17 @@ class SpecConformanceTest {
     return expected instanceof Path file ? TensorJson.read(file) : TensorJson.parse(Json.write(expected));
   }
 
-  private static Map<DType, Fixtures.Tolerance> tolerance(Object given) {
+  private static Map<DType, Fixtures.Tolerance> defaults() {
     Map<DType, Fixtures.Tolerance> tol = new EnumMap<>(DType.class);
     for (Map.Entry<String, Double[]> d : DEFAULT_TOLERANCE.entrySet()) {
       tol.put(DType.fromName(d.getKey()), new Fixtures.Tolerance(d.getValue()[0], d.getValue()[1]));
     }
+    return tol;
+  }
+
+  /** {@code base} with the dtypes {@code given} names (file or case level {@code tolerance}) replaced. */
+  private static Map<DType, Fixtures.Tolerance> tolerance(Object given, Map<DType, Fixtures.Tolerance> base) {
+    Map<DType, Fixtures.Tolerance> tol = new EnumMap<>(base);
     if (given instanceof Map<?, ?> m) {
       for (Map.Entry<?, ?> e : m.entrySet()) {
         Map<?, ?> t = (Map<?, ?>) e.getValue();

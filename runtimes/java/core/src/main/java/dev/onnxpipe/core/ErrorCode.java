@@ -21,6 +21,8 @@ public enum ErrorCode {
   USAGE(2, null),
   /** CLI verify only: outputs differ from the expected ones. */
   MISMATCH(1, null),
+  /** Library only (Go): the caller's context ended before the run finished. Java has no such run-time context. */
+  CANCELLED(null, null),
   /** Sidecar: unknown model, version or output. */
   NOT_FOUND(null, "NOT_FOUND"),
   /** Sidecar: the model's queue is full, or the response would pass --max-message-mb. */

@@ -111,6 +111,28 @@ class MainTest {
     assertOneLine(r.err(), "onnxpipe-java: error [MODEL_LOAD]: ");
   }
 
+  /** Issue 13 §5: running out of heap on a large inputs file is TOO_LARGE (exit 3), never "internal error". */
+  @Test
+  void outOfHeapIsTooLarge(@TempDir Path tmp) throws Exception {
+    Path big = tmp.resolve("big.json");
+    int n = 12_000_000; // within max_elements; 48 MB of float32, in a 32 MB heap
+    try (java.io.BufferedWriter w = Files.newBufferedWriter(big, StandardCharsets.UTF_8)) {
+      w.write("{\"features\": {\"dtype\": \"float32\", \"shape\": [" + (n / 3) + ", 3], \"data\": [0");
+      for (int i = 1; i < n; i++) {
+        w.write(", 0");
+      }
+      w.write("]}}");
+    }
+    String java = Path.of(System.getProperty("java.home"), "bin", "java").toString();
+    Process p = new ProcessBuilder(java, "-Xmx32m", "-cp", System.getProperty("java.class.path"),
+        Main.class.getName(), "run", BASIC.toString(), "--inputs", big.toString())
+        .redirectOutput(ProcessBuilder.Redirect.DISCARD).start();
+    String err = new String(p.getErrorStream().readAllBytes(), StandardCharsets.UTF_8);
+    assertTrue(p.waitFor(120, TimeUnit.SECONDS));
+    assertEquals(3, p.exitValue(), err);
+    assertOneLine(err, "onnxpipe-java: error [TOO_LARGE]: ", "heap");
+  }
+
   @Test
   void withoutTheExtensionsJarATokenizerIsMissingExtension() throws Exception {
     String sep = System.getProperty("path.separator");

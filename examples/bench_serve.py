@@ -1,18 +1,20 @@
-"""`make bench` (serving part): the gRPC sidecar on the MiniLM pipeline, measured with tritonclient.
+"""`make bench` (serving part): the gRPC sidecar's hop and its dynamic batching.
 
-    python -m examples.bench_serve                          # tests/vectors/minilm/model.generated.onnx
-    python -m examples.bench_serve --model tests/fixtures/basic.onnx --seconds 2 --no-write
+    python -m examples.bench_serve                          # hop: digits; batching: MiniLM (model.generated.onnx)
+    python -m examples.bench_serve --model tests/vectors/digits/model.onnx --seconds 2 --no-write
 
-Requests/s and p50/p99 latency with 1 and 16 concurrent clients, dynamic batching off and on, and the
-per-request cost of the gRPC hop against calling the Python runtime in-process. Each request is one
-sentence (an embedding API call). The servers run as separate processes (`python -m onnxpipe_runtime.serve`)
-so clients and server do not share a GIL. The table goes into docs/benchmarks.md between
-``<!-- serve:begin -->`` and ``<!-- serve:end -->``. Bounded: about 1.5 minutes with the defaults.
+Two tables. The hop: one client, one row per request, a small model (digits), p50 served minus p50 of
+`Pipeline.run` in process, with a lean gRPC client (request bytes built once) and with tritonclient. Batching:
+16 clients (in 4 client processes), one row per request, batching off and on, requests/s and p50/p99. The
+servers run as separate processes (`python -m onnxpipe_runtime.serve`), so clients and server share no GIL.
+The tables go into docs/benchmarks.md between ``<!-- serve:begin -->`` and ``<!-- serve:end -->``. Bounded:
+about a minute with the defaults.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing as mp
 import os
 import platform
 import re
@@ -23,12 +25,14 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 from pathlib import Path
 
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 MINILM = ROOT / "tests" / "vectors" / "minilm" / "model.generated.onnx"
+DIGITS = ROOT / "tests" / "vectors" / "digits" / "model.onnx"
 DOC = ROOT / "docs" / "benchmarks.md"
 BEGIN, END = "<!-- serve:begin -->", "<!-- serve:end -->"
 SENTENCES = [
@@ -51,7 +55,7 @@ def _inputs(model: Path) -> Callable[[int], dict[str, np.ndarray]]:
     def make(i: int) -> dict[str, np.ndarray]:
         out = {}
         for s in specs:
-            shape = [1 if not isinstance(d, int) else d for d in s.shape]
+            shape = [1 if j == 0 else (d if isinstance(d, int) else 28) for j, d in enumerate(s.shape)]
             if s.dtype == "string":
                 out[s.name] = np.array([SENTENCES[i % len(SENTENCES)]] * int(np.prod(shape)), dtype=object).reshape(shape)
             elif s.dtype == "uint8":
@@ -177,76 +181,176 @@ def _triton_caller(address: str, requests: list[dict[str, np.ndarray]]) -> tuple
     return call, close
 
 
-def run(model: Path, seconds: float, rounds: int = 8) -> tuple[list[str], float]:
+def _request_bytes(arrays: dict[str, np.ndarray]) -> bytes:
+    """One ModelInferRequest for model 'm', raw inputs, serialized once (what a lean client sends)."""
+    from onnxpipe_runtime.serve._proto import grpc_service_pb2 as pb
+    from onnxpipe_runtime.serve.codec import pack_bytes
+
+    req = pb.ModelInferRequest(model_name="m")
+    for name, a in arrays.items():
+        kind = {"O": "BYTES", "f": "FP32", "u": "UINT8"}[a.dtype.kind]
+        req.inputs.add(name=name, datatype=kind, shape=list(a.shape))
+        req.raw_input_contents.append(pack_bytes(a.reshape(-1)) if kind == "BYTES" else a.tobytes())
+    return req.SerializeToString()
+
+
+def _client_worker(conn: Any) -> None:
+    """A client process: on ("run", address, bodies, threads, seconds) runs ``threads`` lean gRPC clients (one
+    channel each, prebuilt request bytes) and sends back their latencies; on None it ends."""
+    import grpc
+
+    channels: dict[tuple[str, int], Any] = {}
+    while (msg := conn.recv()) is not None:
+        _, address, bodies, threads, seconds = msg
+        calls = []
+        for k in range(threads):
+            if (address, k) not in channels:
+                channels[(address, k)] = grpc.insecure_channel(address)
+            calls.append(channels[(address, k)].unary_unary("/inference.GRPCInferenceService/ModelInfer"))
+        for call in calls:
+            call(bodies[0], timeout=60)
+        lat: list[list[float]] = [[] for _ in calls]
+        end = time.perf_counter() + seconds
+
+        def loop(k: int) -> None:
+            i = k
+            while time.perf_counter() < end:
+                t0 = time.perf_counter()
+                calls[k](bodies[i % len(bodies)], timeout=60)
+                lat[k].append(time.perf_counter() - t0)
+                i += 1
+
+        workers = [threading.Thread(target=loop, args=(k,)) for k in range(threads)]
+        t0 = time.perf_counter()
+        for t in workers:
+            t.start()
+        for t in workers:
+            t.join()
+        conn.send(([x for per in lat for x in per], time.perf_counter() - t0))
+
+
+class LeanClients:
+    """``procs`` client processes (spawned: no grpc state shared with this one), reused across slices."""
+
+    def __init__(self, procs: int):
+        ctx = mp.get_context("spawn")
+        self._conns = []
+        self._procs = []
+        for _ in range(procs):
+            here, there = ctx.Pipe()
+            proc = ctx.Process(target=_client_worker, args=(there,), daemon=True)
+            proc.start()
+            self._conns.append(here)
+            self._procs.append(proc)
+
+    def measure(self, address: str, bodies: list[bytes], clients: int, seconds: float) -> tuple[float, list[float]]:
+        """``clients`` clients spread over the processes for ``seconds``: (requests/s, latencies in s)."""
+        used = self._conns[: min(clients, len(self._conns))]
+        share = [clients // len(used) + (1 if i < clients % len(used) else 0) for i in range(len(used))]
+        for conn, n in zip(used, share):
+            conn.send(("run", address, bodies, n, seconds))
+        answers = [conn.recv() for conn in used]  # each process times its own loop (warm-up calls excluded)
+        lat = [x for got, _ in answers for x in got]
+        return len(lat) / max(elapsed for _, elapsed in answers), lat
+
+    def close(self) -> None:
+        for conn, proc in zip(self._conns, self._procs):
+            conn.send(None)
+            proc.join(10)
+
+
+def _interleaved(rows: dict[str, Callable[[float], tuple[float, list[float]]]], seconds: float, rounds: int
+                 ) -> dict[str, tuple[float, list[float]]]:
+    """Every row measured in ``rounds`` short slices in turn, so the shared machine's drifting load hits all
+    alike; (requests/s over all slices, latencies)."""
+    got: dict[str, tuple[float, list[float]]] = {}
+    for _ in range(rounds):
+        for label, measure in rows.items():
+            rps, lat = measure(seconds / rounds)
+            old_elapsed, old_lat = got.get(label, (0.0, []))
+            got[label] = (old_elapsed + len(lat) / rps, old_lat + lat)
+    return {label: (len(lat) / elapsed, lat) for label, (elapsed, lat) in got.items()}
+
+
+def run(model: Path, hop_model: Path, seconds: float, rounds: int = 8, client_procs: int = 4
+        ) -> tuple[list[str], float, float]:
+    """(doc lines, hop ms over in-process for ``hop_model`` at one client, batching throughput ratio at 16)."""
     from onnxpipe_runtime import Pipeline, default_threads
 
     load_at_start = os.getloadavg()[0]
-    make = _inputs(model)
-    requests = [make(i) for i in range(16)]
+    clients = LeanClients(client_procs)
     servers = {
+        "hop": ServerProcess(hop_model, "m"),
         "sidecar, batching off": ServerProcess(model, "m", "--no-batching"),
         "sidecar, batching on": ServerProcess(model, "m"),
     }
-    rows: list[str] = []
     notes: list[str] = []
     try:
         addresses = {label: server.wait_ready() for label, server in servers.items()}
-        callers = {label: _triton_caller(address, requests) for label, address in addresses.items()}
-        with Pipeline.load(model) as pipe:  # the baseline: the same runtime, same threads, no network
-            for r in requests:
-                pipe.run(r)
-            calls: dict[str, Callable[[int, int], None]] = {
-                "in-process `Pipeline.run`": lambda k, i: pipe.run(requests[i % 16]),
-                **{label: call for label, (call, _) in callers.items()},
-            }
-            # every row is measured in interleaved short slices, so the shared machine's drifting load hits
-            # all of them alike; in-process is measured with one caller only (it is not a server)
-            results: dict[tuple[str, int], tuple[list[float], float]] = {}
-            for _ in range(rounds):
-                for n in (1, 16):
-                    for label, call in calls.items():
-                        if n > 1 and label not in callers:
-                            continue
-                        rps, lat = _measure(call, n, seconds / rounds)
-                        got, elapsed = results.get((label, n), ([], 0.0))
-                        results[(label, n)] = (got + lat, elapsed + len(lat) / rps)
-        for (label, n), (lat, elapsed) in results.items():
-            rows.append(_row(label, n, len(lat) / elapsed, lat))
-        overhead = (statistics.median(results[("sidecar, batching off", 1)][0])
-                    - statistics.median(results[("in-process `Pipeline.run`", 1)][0])) * 1e3
-        for _, close in callers.values():
-            close()
-        for label, server in servers.items():
-            stats = server.stop()
-            if stats:
+        hop_make = _inputs(hop_model)
+        hop_req = hop_make(0)
+        hop_body = [_request_bytes(hop_req)]
+        make = _inputs(model)
+        bodies = [_request_bytes(make(i)) for i in range(16)]
+        triton_call, triton_close = _triton_caller(addresses["hop"], [hop_req] * 16)
+        with Pipeline.load(hop_model) as pipe:  # the baseline: the same runtime, same threads, no network
+            for _ in range(50):
+                pipe.run(hop_req)
+            hop = _interleaved({
+                "in-process `Pipeline.run`": lambda t: _measure(lambda k, i: pipe.run(hop_req), 1, t),
+                "sidecar, lean gRPC client": lambda t: clients.measure(addresses["hop"], hop_body, 1, t),
+                "sidecar, tritonclient": lambda t: _measure(triton_call, 1, t),
+            }, seconds, rounds)
+        triton_close()
+        batching = _interleaved({  # longer slices: a batch of MiniLM rows takes a good part of a second here
+            label: (lambda t, a=addresses[label]: clients.measure(a, bodies, 16, t))
+            for label in ("sidecar, batching off", "sidecar, batching on")
+        }, 2 * seconds, max(1, rounds // 2))
+        for label in ("sidecar, batching off", "sidecar, batching on", "hop"):
+            stats = servers[label].stop()
+            if stats and label != "hop":
                 notes.append(f"{label}: {stats}")
     finally:
+        clients.close()
         for server in servers.values():
             server.stop()
+    p50 = {label: statistics.median(lat) * 1e3 for label, (_, lat) in hop.items()}
+    overhead = p50["sidecar, lean gRPC client"] - p50["in-process `Pipeline.run`"]
+    overhead_triton = p50["sidecar, tritonclient"] - p50["in-process `Pipeline.run`"]
+    ratio = batching["sidecar, batching on"][0] / batching["sidecar, batching off"][0]
     header = [
-        f"Model: `{model.name}` (pipeline {_pipeline_name(model)!r}, {model.stat().st_size / 1e6:.0f} MB), "
-        "one sentence per request; "
-        f"{os.cpu_count()} CPUs visible, runtime threads {default_threads()}, {platform.processor() or platform.machine()}; "
-        f"{seconds:g} s per row in {rounds} interleaved slices, tritonclient (gRPC) clients in a separate process "
-        "from the server, sharing its CPUs (on a small machine the clients limit what batching can show); "
-        f"load average at the start {load_at_start:.1f} (a shared machine: compare rows, not runs).",
+        f"{os.cpu_count()} CPUs visible, runtime threads {default_threads()}, "
+        f"{platform.processor() or platform.machine()}; {seconds:g} s per row of the hop in {rounds} interleaved "
+        f"slices, {2 * seconds:g} s per row of batching in {max(1, rounds // 2)}; the "
+        f"servers are `python -m onnxpipe_runtime.serve` processes, the clients {client_procs} other processes "
+        "(lean clients: one gRPC channel each, the request serialized once, as a Java or Go client would hold it), "
+        f"all on the same CPUs; load average at the start {load_at_start:.1f} (a shared machine: compare rows "
+        "of one table, not runs).",
+        "",
+        f"**The hop**: `{hop_model.name}` (pipeline {_pipeline_name(hop_model)!r}), one request of one row, "
+        "one client, batching on (the default):",
         "",
         "| mode | clients | requests/s | p50 ms | p99 ms |",
         "|---|---|---|---|---|",
-    ]
-    footer = [
+        *[_row(label, 1, rps, lat) for label, (rps, lat) in hop.items()],
+        "",
+        f"Per-request overhead of the gRPC hop (p50 served - p50 in-process): **{overhead:.2f} ms** with a lean "
+        f"client, {overhead_triton:.2f} ms with tritonclient (its Python request building is the difference).",
+        "",
+        f"**Dynamic batching**: `{model.name}` (pipeline {_pipeline_name(model)!r}, "
+        f"{model.stat().st_size / 1e6:.0f} MB), one row per request, 16 clients:",
+        "",
+        "| mode | clients | requests/s | p50 ms | p99 ms |",
+        "|---|---|---|---|---|",
+        *[_row(label, 16, rps, lat) for label, (rps, lat) in batching.items()],
         "",
         *[f"- {n}" for n in notes],
         "",
-        f"Per-request overhead of the gRPC hop (1 client, batching off, p50 served - p50 in-process): "
-        f"**{overhead:.2f} ms**"
-        + (" (negative: the shared machine's load swings more than the hop costs; rerun `make bench` on a quiet "
-           "machine for this number)" if overhead < 0 else "")
-        + ". Batching waits at most `--max-delay-ms` (2 ms) "
-        "and only for requests already on their way in; requests that arrive while the model is busy join the "
-        "next run.",
+        f"Batching on / off at 16 clients: **{ratio:.2f}x** requests/s. Batching waits at most `--max-delay-ms` "
+        "(2 ms) and only for requests already on their way in; requests that arrive while the model is busy join "
+        "the next run, and a request that finds the model idle runs at once on its own RPC thread.",
     ]
-    return header + rows + footer, overhead
+    return header, overhead, ratio
 
 
 def write_doc(lines: list[str]) -> None:
@@ -262,15 +366,17 @@ def write_doc(lines: list[str]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--model", type=Path, default=MINILM)
+    p.add_argument("--model", type=Path, default=MINILM, help="the batching table's model (default MiniLM)")
+    p.add_argument("--hop-model", type=Path, default=DIGITS, help="the hop table's small model (default digits)")
     p.add_argument("--seconds", type=float, default=6.0, help="measuring time per row (default 6)")
+    p.add_argument("--client-procs", type=int, default=4, help="client processes for 16 clients (default 4)")
     p.add_argument("--no-write", action="store_true", help=f"print the table only, do not update {DOC.name}")
     args = p.parse_args(argv)
     if not args.model.exists():
         print(f"bench_serve: {args.model} is absent: run `make vectors` (or pass --model)", file=sys.stderr)
         return 1
     t0 = time.perf_counter()
-    lines, _ = run(args.model.resolve(), args.seconds)
+    lines, _, _ = run(args.model.resolve(), args.hop_model.resolve(), args.seconds, client_procs=args.client_procs)
     print("\n".join(lines))
     if not args.no_write:
         write_doc(lines)

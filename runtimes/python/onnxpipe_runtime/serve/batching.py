@@ -7,15 +7,16 @@ same inputs with the same dtypes and non-batch dimensions, and equal values for 
 axis (a per-request threshold). Rows are assumed independent, as they are in an inference pipeline.
 
 A batch is cut when it holds ``max_batch`` rows, when its oldest request has waited ``max_delay``, or as
-soon as no other request for the model is on its way in (being received and decoded, see ``arriving``):
-a lone request never waits for company that is not coming, and requests that queue while the model is
-busy join the next batch without waiting at all. If a merged run fails, each of its requests is run
+soon as no other request for the model is on its way in (being received and decoded, see ``arriving``) and
+it holds as many rows as the last run did (under steady load the callers of the last run come back, so
+waiting up to ``max_delay`` for them keeps batches full): a lone request never waits for company that is
+not coming, and requests that queue while the model is busy join the next batch without waiting at all. If a merged run fails, each of its requests is run
 alone, so a failing request fails alone. A merged batch also stays within the request limits
 (``limits.Limits``): its elements and string bytes, summed, are at most what one request may carry.
 
-A request that finds the model idle (nothing queued, nothing on its way in, a run slot free) runs at once
-on its caller's thread: no hand-off to a worker and back, which is most of the cost of the hop for a small
-model. Requests that come while it runs queue and merge as above.
+A request that finds the model idle (nothing queued, nothing on its way in, a run slot free, and the last
+run was of one row) runs at once on its caller's thread: no hand-off to a worker and back, which is most of
+the cost of the hop for a small model. Requests that come while it runs queue and merge as above.
 """
 
 from __future__ import annotations
@@ -124,6 +125,7 @@ class Batcher:
         self._closed = False
         self._arriving = 0
         self._running = 0  # runs of this model going on (workers and callers running inline)
+        self._last_rows = 1  # rows in the last run: the load the next batch can expect
         self._workers = workers
         batched = {s.name for s in pipe.signature.inputs if axis is not None and s.shape[:1] == (axis,)}
         self._batched_inputs = frozenset(batched)
@@ -162,7 +164,8 @@ class Batcher:
         request is queued or arriving, run now on this thread (the future is then done on return). Called
         inside the request's own ``arriving()``; an invalid input raises (INVALID_INPUT) before queueing."""
         if inline and self._claim_inline():
-            job = _Job(dict(inputs), 0, None, 0.0)
+            lead = [a.shape[0] for n, a in inputs.items() if n in self._batched_inputs and a.ndim]
+            job = _Job(dict(inputs), int(lead[0]) if lead else 1, None, 0.0)
             try:
                 self._run_alone(job)  # Pipeline.run validates: once, not twice
             finally:
@@ -185,7 +188,8 @@ class Batcher:
         with self._cond:
             if self._closed:
                 raise RequestError("CLOSED", f"model {self.name!r}: the server is shutting down")
-            if self._queue or self._arriving > 1 or self._running >= self._workers:
+            busy = self._queue or self._arriving > 1 or self._running >= self._workers
+            if busy or (self.batching and self._last_rows > 1):  # after a merged run, its callers return: batch
                 return False
             if not self._slots.acquire(blocking=False):
                 return False
@@ -273,7 +277,10 @@ class Batcher:
                     else:
                         full = True  # the next one waiting does not fit: waiting gains nothing
             now = time.monotonic()
-            if full or rows >= self.policy.max_batch or now >= deadline or self._closed or not self._arriving:
+            # under steady load the callers of the last run come back: wait (at most the delay) for as many rows
+            expected = min(self.policy.max_batch, self._last_rows)
+            done_waiting = not self._arriving and rows >= expected
+            if full or rows >= self.policy.max_batch or now >= deadline or self._closed or done_waiting:
                 for job in chosen:
                     self._queue.remove(job)
                 return chosen
@@ -320,6 +327,7 @@ class Batcher:
             start += job.rows
         self.requests += len(batch)
         self.rows += total
+        self._last_rows = total
 
     def _run_alone(self, job: _Job) -> None:
         try:
@@ -327,6 +335,7 @@ class Batcher:
             _resolve(job, self.pipe.run(job.feeds))
             self.requests += 1
             self.rows += job.rows
+            self._last_rows = max(1, job.rows)
         except RunError as e:
             empty = next((n for n, a in job.feeds.items() if a.size == 0), None)
             if empty is None:

@@ -22,7 +22,7 @@ Run-time inputs ``score_threshold`` (``score_thresh`` of the box head, in [0, 1]
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -106,7 +106,11 @@ class _GeneralizedRCNN(torch.nn.Module):
         """int64 ``[2]``: torchvision's ``floor(side * scale)``, in float64 as its Python arithmetic."""
         h = torch.full((), images.shape[2], dtype=torch.float64)
         w = torch.full((), images.shape[3], dtype=torch.float64)
-        scale = torch.minimum(self.min_size / torch.minimum(h, w), self.max_size / torch.maximum(h, w))
+        # tensor / tensor: torch's `float / tensor` is a reciprocal and a product, one rounding more than Python's
+        # division (320 / 77 would differ in the last bit, and 77 rows would become 320, not torchvision's 319)
+        lo = torch.full((), self.min_size, dtype=torch.float64)
+        hi = torch.full((), self.max_size, dtype=torch.float64)
+        scale = torch.minimum(lo / torch.minimum(h, w), hi / torch.maximum(h, w))
         return torch.floor(torch.stack([h, w]) * scale).to(torch.int64)
 
     def _transform(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -116,7 +120,7 @@ class _GeneralizedRCNN(torch.nn.Module):
         padded = (size + (d - 1)) // d * d
         if _exporting():
             # data-dependent sizes: unbacked symbols, with the bounds the shape checks of later ops need
-            oh, ow, ph, pw = (v.item() for v in (size[0], size[1], padded[0], padded[1]))
+            oh, ow, ph, pw = (cast(int, v.item()) for v in (size[0], size[1], padded[0], padded[1]))
             for v in (oh, ow):
                 torch._check(v >= 1)
             for v in (ph, pw):

@@ -143,8 +143,11 @@ def test_segmentation_gives_a_label_map_at_the_input_size(lraspp):
 
 #: (atol, rtol) for boxes in pixels and scores: float noise of the resize, convolutions and RoiAlign
 RCNN_TOLERANCE = (0.1, 1e-3)
-#: sizes other than the example (97x131): odd, tiny, very wide (15x640 after the resize), a batch of 2
-RCNN_SHAPES = [(1, 3, 300, 200), (2, 3, 61, 45), (1, 3, 1, 1), (1, 3, 17, 700), (1, 3, 333, 99)]
+#: sizes other than the example (97x131): odd, tiny, very wide (15x640 after Faster R-CNN's resize), a batch of
+#: 2, and sizes whose resized size a float32 scale gets wrong (77x131: torchvision's float64 gives 319x544 at
+#: min_size 320, float32 320x544; 47x64: 95x130 at min_size 96, float32 96x130)
+RCNN_SHAPES = [(1, 3, 300, 200), (2, 3, 61, 45), (1, 3, 1, 1), (1, 3, 17, 700), (1, 3, 333, 99), (1, 3, 77, 131),
+               (1, 3, 47, 64)]
 
 
 def _calibrate(model: torch.nn.Module, targets: list[tuple[torch.nn.Module, float, float]]) -> torch.nn.Module:
@@ -239,6 +242,18 @@ def test_rcnn_same_rows_as_torchvision_at_other_sizes(rcnn):
             match = match_detections(want, got, Tolerance(*RCNN_TOLERANCE), max_detections=cap)
             assert match is not None, (name, shape)
             assert match[2] <= RCNN_TOLERANCE[0], (name, shape, match)
+
+
+def test_rcnn_resized_size_is_torchvisions_float64_rule(rcnn):
+    from onnxpipe.ops.torchvision_detection import translate_model
+
+    name, _, model = rcnn
+    wrapper = translate_model(model)
+    for h, w in [(77, 131), (47, 64), (266, 97), (1, 1), (17, 700), (700, 17), (1080, 1920)]:
+        x = torch.zeros(1, 3, h, w)
+        with torch.no_grad():
+            want = model.transform([x[0]])[0].image_sizes[0]
+        assert tuple(int(v) for v in wrapper._resized_size(x)) == tuple(want), (name, h, w)
 
 
 def test_rcnn_thresholds_are_run_time_inputs(rcnn):

@@ -15,7 +15,9 @@ Output ``detections`` float32 ``[K, 7]``: ``(batch_index, x1, y1, x2, y2, score,
 ``ops/detect.py``, ``label`` the torchvision class index; sorted by image, then score descending. Run-time
 inputs ``score_threshold`` (the model's ``score_thresh``, in [0, 1]) and ``iou_threshold`` (``nms_thresh``).
 
-Supported: SSD models (``ssd300_vgg16``, ``ssdlite320_mobilenet_v3_large``). Others raise ``ExportError``.
+Supported: SSD models (``ssd300_vgg16``, ``ssdlite320_mobilenet_v3_large``); Faster R-CNN and RetinaNet
+(``fasterrcnn_mobilenet_v3_large_320_fpn``, ``retinanet_resnet50_fpn_v2``, ...: :mod:`onnxpipe.ops.torchvision_rcnn`,
+whose resize follows the input's size); segmentation models. Others raise ``ExportError``.
 """
 
 from __future__ import annotations

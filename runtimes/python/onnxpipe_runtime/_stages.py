@@ -14,10 +14,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from google.protobuf.message import DecodeError
-
 from onnxpipe_runtime import _onnx_pb2 as pb
 from onnxpipe_runtime.errors import ModelLoadError
+from onnxpipe_runtime.format import parse_model
 
 __all__ = ["Stage", "TensorType", "split", "stage_model"]
 
@@ -69,13 +68,7 @@ def split(data: bytes, stage_names: Sequence[str], source: str) -> tuple[list[St
     Raises ModelLoadError when a node has no known stage prefix or a stage reads a tensor a later stage writes
     (the stages would not run one after the other).
     """
-    model = pb.ModelProto()
-    try:
-        model.ParseFromString(data)
-    except (DecodeError, RuntimeError, ValueError) as e:
-        raise ModelLoadError(f"{source}: not a valid ONNX model file ({e})") from e
-    if not model.HasField("graph"):
-        raise ModelLoadError(f"{source}: not a valid ONNX model file (no graph)")
+    model = parse_model(data, source)
     graph = model.graph
     graph_inputs = {vi.name for vi in graph.input}
     graph_outputs = {vi.name for vi in graph.output}

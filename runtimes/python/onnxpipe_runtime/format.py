@@ -20,7 +20,7 @@ from onnxpipe_runtime.errors import ModelLoadError
 from onnxpipe_runtime.signature import TensorSpec, _spec_from_manifest
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "MANIFEST_KEY", "VECTORS_KEY", "Domain", "Manifest", "ModelFile", "StageInfo",
-           "VERIFICATION_STATES", "check_graph", "read_model", "read_header"]
+           "VERIFICATION_STATES", "check_graph", "parse_model", "read_model", "read_header"]
 
 MANIFEST_KEY = "onnxpipe.manifest"
 VECTORS_KEY = "onnxpipe.vectors"
@@ -236,7 +236,7 @@ def read_model(path: Path) -> ModelFile:
         data = path.read_bytes()
     except OSError as e:
         raise ModelLoadError(f"model file {str(path)!r}: cannot read it ({e.strerror})") from e
-    model = _parse(data, str(path))
+    model = parse_model(data, str(path))
     metadata = {p.key: p.value for p in model.metadata_props}
     text = metadata.get(MANIFEST_KEY)
     manifest = Manifest.from_json(text, str(path)) if text is not None else None
@@ -248,13 +248,14 @@ def read_model(path: Path) -> ModelFile:
 
 def read_header(data: bytes, source: str) -> tuple[dict[str, str], Manifest | None]:
     """Metadata and manifest of serialized model bytes."""
-    model = _parse(data, source)
+    model = parse_model(data, source)
     metadata = {p.key: p.value for p in model.metadata_props}
     text = metadata.get(MANIFEST_KEY)
     return metadata, Manifest.from_json(text, source) if text is not None else None
 
 
-def _parse(data: bytes, source: str) -> pb.ModelProto:
+def parse_model(data: bytes, source: str) -> pb.ModelProto:
+    """The ModelProto of serialized bytes; ModelLoadError naming ``source`` if they are not an ONNX model."""
     model = pb.ModelProto()
     try:
         model.ParseFromString(data)

@@ -292,6 +292,7 @@ def run(model: Path, hop_model: Path, seconds: float, rounds: int = 8, client_pr
         hop_body = [_request_bytes(hop_req)]
         make = _inputs(model)
         bodies = [_request_bytes(make(i)) for i in range(16)]
+        same = [bodies[0]]  # every request alike: no padding to the longest sentence in a merged run
         triton_call, triton_close = _triton_caller(addresses["hop"], [hop_req] * 16)
         with Pipeline.load(hop_model) as pipe:  # the baseline: the same runtime, same threads, no network
             for _ in range(50):
@@ -302,8 +303,9 @@ def run(model: Path, hop_model: Path, seconds: float, rounds: int = 8, client_pr
                 "sidecar, tritonclient": lambda t: _measure(triton_call, 1, t),
             }, seconds, rounds)
         triton_close()
-        batching = _interleaved({  # longer slices: a batch of MiniLM rows takes a good part of a second here
-            label: (lambda t, a=addresses[label]: clients.measure(a, bodies, 16, t))
+        batching = _interleaved({  # longer slices: a merged MiniLM run takes a good part of a second here
+            f"{label}{what}": (lambda t, a=addresses[label], b=b: clients.measure(a, b, 16, t))
+            for what, b in ((", mixed requests", bodies), (", one request repeated", same))
             for label in ("sidecar, batching off", "sidecar, batching on")
         }, 2 * seconds, max(1, rounds // 2))
         for label in ("sidecar, batching off", "sidecar, batching on", "hop"):
@@ -317,7 +319,9 @@ def run(model: Path, hop_model: Path, seconds: float, rounds: int = 8, client_pr
     p50 = {label: statistics.median(lat) * 1e3 for label, (_, lat) in hop.items()}
     overhead = p50["sidecar, lean gRPC client"] - p50["in-process `Pipeline.run`"]
     overhead_triton = p50["sidecar, tritonclient"] - p50["in-process `Pipeline.run`"]
-    ratio = batching["sidecar, batching on"][0] / batching["sidecar, batching off"][0]
+    ratios = {what: batching[f"sidecar, batching on{what}"][0] / batching[f"sidecar, batching off{what}"][0]
+              for what in (", mixed requests", ", one request repeated")}
+    ratio = ratios[", mixed requests"]
     header = [
         f"{os.cpu_count()} CPUs visible, runtime threads {default_threads()}, "
         f"{platform.processor() or platform.machine()}; {seconds:g} s per row of the hop in {rounds} interleaved "
@@ -346,7 +350,10 @@ def run(model: Path, hop_model: Path, seconds: float, rounds: int = 8, client_pr
         "",
         *[f"- {n}" for n in notes],
         "",
-        f"Batching on / off at 16 clients: **{ratio:.2f}x** requests/s. Batching waits at most `--max-delay-ms` "
+        f"Batching on / off at 16 clients: **{ratio:.2f}x** requests/s with mixed requests (a merged run pads "
+        "every sentence to the longest of its batch, and attention grows with the square of that length), "
+        f"**{ratios[', one request repeated']:.2f}x** with one request repeated (no padding). Batching waits at "
+        "most `--max-delay-ms` "
         "(2 ms) and only for requests already on their way in; requests that arrive while the model is busy join "
         "the next run, and a request that finds the model idle runs at once on its own RPC thread.",
     ]

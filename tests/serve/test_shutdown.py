@@ -83,7 +83,10 @@ def test_sigterm_finishes_accepted_requests_refuses_later_ones_then_exits_0(tmp_
     server = ServerProcess(str(hold), str(BASIC), "--grace-s", "20", "--log-level", "WARNING",
                            launcher=[str(ROOT / "tests" / "serve" / "held_serve.py")])
     client = tc.InferenceServerClient(server.address)
-    accepted = lambda: len((hold / "accepted").read_text().splitlines()) if (hold / "accepted").exists() else 0  # noqa: E731
+
+    def accepted() -> int:
+        return len((hold / "accepted").read_text().splitlines()) if (hold / "accepted").exists() else 0
+
     try:
         with ThreadPoolExecutor(12) as ex:
             calls = [ex.submit(infer, client, "basic", basic_inputs(1, seed=i)) for i in range(8)]

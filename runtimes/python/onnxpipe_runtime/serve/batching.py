@@ -10,9 +10,10 @@ A batch is cut when it holds ``max_batch`` rows, when its oldest request has wai
 soon as no other request for the model is on its way in (being received and decoded, see ``arriving``) and
 it holds as many rows as the last run did (under steady load the callers of the last run come back, so
 waiting up to ``max_delay`` for them keeps batches full): a lone request never waits for company that is
-not coming, and requests that queue while the model is busy join the next batch without waiting at all. If a merged run fails, each of its requests is run
-alone, so a failing request fails alone. A merged batch also stays within the request limits
-(``limits.Limits``): its elements and string bytes, summed, are at most what one request may carry.
+not coming, and requests that queue while the model is busy join the next batch without waiting at all.
+If a merged run fails, each of its requests is run alone, so a failing request fails alone. A merged batch
+also stays within the request limits (``limits.Limits``): its elements and string bytes, summed, are at most
+what one request may carry.
 
 A request that finds the model idle (nothing queued, nothing on its way in, a run slot free, and the last
 run was of one row) runs at once on its caller's thread: no hand-off to a worker and back, which is most of

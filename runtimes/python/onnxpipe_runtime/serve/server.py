@@ -144,9 +144,8 @@ def _answer(servicer: _Servicer, method: Callable[..., Any], request_type: Any, 
         try:
             request = request_type.FromString(data)
         except DecodeError as e:
-            raise RequestError(
-                "INVALID_INPUT", f"the request ({len(data):,} bytes) is not a valid {request_type.DESCRIPTOR.name} message"
-            ) from e
+            what = request_type.DESCRIPTOR.name
+            raise RequestError("INVALID_INPUT", f"the request ({len(data):,} bytes) is not a valid {what} message") from e
         return method(servicer, request, context)
     except RequestError as e:
         err = RequestError(e.code, e.message)

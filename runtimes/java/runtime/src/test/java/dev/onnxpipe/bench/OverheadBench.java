@@ -25,25 +25,29 @@ import java.util.Map;
  * Issue 11 §7: what onnxpipe's {@link Pipeline#run} costs over the raw ONNX Runtime Java API, for digits and MiniLM
  * at batch 1 and 8. Both sides use one intra-op thread, sequential execution and the same inputs, and both hand
  * back Java arrays: the raw side creates its OnnxTensors, runs, copies each output out and closes, as a caller of
- * the raw API must. Measurements are interleaved (onnxpipe, raw, raw, onnxpipe, ... per round) so drift in machine
- * load hits both; the table gives the median over rounds of each side's mean latency per call.
+ * the raw API must. The two alternate call by call, so drift in machine load hits both; the table gives the
+ * median over rounds of each side's mean latency per call.
  *
- * <pre>make -C runtimes/java bench [BENCH_ARGS="--seconds 2 --rounds 7"]</pre>
+ * <pre>make -C runtimes/java bench [BENCH_ARGS="--seconds 2 --rounds 7 --minilm OTHER.onnx"]</pre>
  */
 public final class OverheadBench {
+  private static final java.lang.management.ThreadMXBean CPU = java.lang.management.ManagementFactory.getThreadMXBean();
+
   private OverheadBench() {}
 
   private record Config(String model, Path file, Map<String, Tensor> inputs, int batch) {}
 
   public static void main(String[] args) throws Exception {
     Path root = Path.of(".");
-    double seconds = 1.5;
-    int rounds = 7;
+    Path minilmFile = null;
+    double seconds = 3;
+    int rounds = 5;
     for (int i = 0; i < args.length; i++) {
       switch (args[i]) {
         case "--root" -> root = Path.of(args[++i]);
         case "--seconds" -> seconds = Double.parseDouble(args[++i]);
         case "--rounds" -> rounds = Integer.parseInt(args[++i]);
+        case "--minilm" -> minilmFile = Path.of(args[++i]);
         default -> throw new IllegalArgumentException("unknown argument " + args[i]);
       }
     }
@@ -53,7 +57,7 @@ public final class OverheadBench {
       configs.add(new Config("digits", digits.resolve("model.onnx"), batched(digits.resolve("inputs_0.json"), batch),
           batch));
     }
-    Path minilm = root.resolve("build/models/minilm.onnx");
+    Path minilm = minilmFile != null ? minilmFile : root.resolve("build/models/minilm.onnx");
     if (!Files.exists(minilm)) {
       System.out.println("note: MiniLM skipped: " + minilm + " is absent (run `make generated-models` at the root)");
     } else {
@@ -62,11 +66,11 @@ public final class OverheadBench {
             batch));
       }
     }
-    System.out.printf("onnxpipe Pipeline.run vs raw ONNX Runtime %s (Java %s), 1 intra-op thread, %d interleaved"
-        + " rounds of %.1f s per side; %d CPUs%n%n", OrtEnvironment.getEnvironment().getVersion(), Runtime.version(),
+    System.out.printf("onnxpipe Pipeline.run vs raw ONNX Runtime %s (Java %s), 1 intra-op thread, calls"
+        + " alternating, calling thread's CPU time, median of %d rounds of %.1f s; %d CPUs%n%n", OrtEnvironment.getEnvironment().getVersion(), Runtime.version(),
         rounds, seconds,
         Runtime.getRuntime().availableProcessors());
-    System.out.println("| model | batch | raw ORT (ms/call) | onnxpipe (ms/call) | overhead |");
+    System.out.println("| model | batch | raw ORT (CPU ms/call) | onnxpipe (CPU ms/call) | overhead |");
     System.out.println("|---|---:|---:|---:|---:|");
     for (Config c : configs) {
       double[] r = measure(c, seconds, rounds);
@@ -82,35 +86,43 @@ public final class OverheadBench {
         Raw raw = new Raw(c.file(), contrib)) {
       Runnable onnxpipe = () -> pipe.run(c.inputs());
       Runnable direct = () -> raw.run(c.inputs());
-      for (int i = 0; i < 3; i++) { // warm-up: JIT on both paths, ORT's arenas
-        time(onnxpipe, seconds);
-        time(direct, seconds);
-      }
+      time(onnxpipe, direct, seconds); // warm-up: JIT on both paths, ORT's arenas
       double[] p = new double[rounds];
       double[] r = new double[rounds];
       for (int i = 0; i < rounds; i++) {
-        if (i % 2 == 0) {
-          p[i] = time(onnxpipe, seconds);
-          r[i] = time(direct, seconds);
-        } else {
-          r[i] = time(direct, seconds);
-          p[i] = time(onnxpipe, seconds);
-        }
+        double[] t = time(onnxpipe, direct, seconds);
+        p[i] = t[0];
+        r[i] = t[1];
       }
       return new double[] {median(r), median(p)};
     }
   }
 
-  /** Mean ms per call over about {@code seconds}. */
-  private static double time(Runnable call, double seconds) {
+  /**
+   * Mean ms per call of {@code a} and {@code b} over about {@code seconds}, the two alternating call by call (in
+   * turn a-b and b-a). Time is the calling thread's CPU time: with one intra-op thread ONNX Runtime runs every
+   * kernel on the caller, so this counts all the work of a call, and not the time other processes on a busy
+   * machine take the CPU away.
+   */
+  private static double[] time(Runnable a, Runnable b, double seconds) {
     long budget = (long) (seconds * 1e9);
     long start = System.nanoTime();
+    long ta = 0;
+    long tb = 0;
     int n = 0;
     while (System.nanoTime() - start < budget) {
-      call.run();
+      Runnable first = n % 2 == 0 ? a : b;
+      Runnable second = n % 2 == 0 ? b : a;
+      long t0 = CPU.getCurrentThreadCpuTime();
+      first.run();
+      long t1 = CPU.getCurrentThreadCpuTime();
+      second.run();
+      long t2 = CPU.getCurrentThreadCpuTime();
+      ta += n % 2 == 0 ? t1 - t0 : t2 - t1;
+      tb += n % 2 == 0 ? t2 - t1 : t1 - t0;
       n++;
     }
-    return (System.nanoTime() - start) / 1e6 / n;
+    return new double[] {ta / 1e6 / n, tb / 1e6 / n};
   }
 
   private static double median(double[] v) {

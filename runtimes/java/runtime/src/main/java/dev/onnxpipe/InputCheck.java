@@ -2,6 +2,7 @@ package dev.onnxpipe;
 
 import dev.onnxpipe.core.DType;
 import dev.onnxpipe.core.FloatFormat;
+import dev.onnxpipe.core.Names;
 import dev.onnxpipe.core.Shapes;
 import dev.onnxpipe.core.Tensor;
 import dev.onnxpipe.core.Widening;
@@ -134,6 +135,6 @@ final class InputCheck {
   }
 
   private static String quote(Object key) {
-    return key instanceof String s ? "'" + s + "'" : String.valueOf(key);
+    return key instanceof String s ? Names.quote(s) : Names.cut(String.valueOf(key));
   }
 }

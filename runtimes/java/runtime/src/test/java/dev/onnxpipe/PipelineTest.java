@@ -221,6 +221,9 @@ class PipelineTest {
     Map<String, Object> in = good(1);
     in.put("pixel", pixels(1, 1, 1));
     assertMentions(invalid(in), "unknown input 'pixel'", "[features, pixels, score_threshold]");
+    Map<String, Object> longName = good(1);
+    longName.put("n".repeat(20_000), pixels(1, 1, 1));
+    assertTrue(invalid(longName).getMessage().length() < 600, "a 20,000-character name is cut in the message");
   }
 
   @Test

@@ -18,7 +18,6 @@ import java.util.Set;
  * is refused where it starts, so no input can recurse and there is no depth limit to configure.
  */
 final class TensorJsonReader {
-  private static final int MAX_NAME_ECHO = 200;
   private static final int MAX_NUMBER_CHARS = 1100;
 
   private final ByteSource in;
@@ -52,7 +51,7 @@ final class TensorJsonReader {
         space();
         String name = key("tensor JSON");
         if (out.containsKey(name)) {
-          throw invalid("tensor JSON: duplicate tensor " + quoteName(name));
+          throw invalid("tensor JSON: duplicate tensor " + Names.quote(name));
         }
         out.put(name, tensor(name));
         space();
@@ -67,7 +66,7 @@ final class TensorJsonReader {
 
   /** One {@code {"dtype", "shape", "data"}} object; a {@code data} array before dtype and shape is read on a second pass. */
   private Tensor tensor(String name) {
-    String where = "tensor " + quoteName(name);
+    String where = "tensor " + Names.quote(name);
     int c = in.peek();
     if (c < 0) {
       throw syntax(where, "unexpected end of input");
@@ -89,7 +88,7 @@ final class TensorJsonReader {
         space();
         String field = key(where);
         if (!seen.add(field)) {
-          throw invalid(where + ": duplicate field " + quoteName(field));
+          throw invalid(where + ": duplicate field " + Names.quote(field));
         }
         switch (field) {
           case "dtype" -> dtype = dtype(where);
@@ -102,7 +101,7 @@ final class TensorJsonReader {
               skipData(where);
             }
           }
-          default -> throw invalid(where + ": unknown field " + quoteName(field) + "; expected dtype, shape and data");
+          default -> throw invalid(where + ": unknown field " + Names.quote(field) + "; expected dtype, shape and data");
         }
         space();
       } while (comma('}', where));
@@ -132,7 +131,7 @@ final class TensorJsonReader {
     String s = string(where + ": dtype", -1);
     DType d = DType.fromName(s);
     if (d == null) {
-      throw invalid(where + ": dtype " + quoteName(s) + " is not one of " + DType.names());
+      throw invalid(where + ": dtype " + Names.quote(s) + " is not one of " + DType.names());
     }
     return d;
   }
@@ -275,7 +274,7 @@ final class TensorJsonReader {
         case "-Infinity":
           return Double.NEGATIVE_INFINITY;
         default:
-          throw invalid(at(where, i) + " is " + Json.write(cut(s)) + "; expected a number, \"NaN\", \"Infinity\" or \"-Infinity\"");
+          throw invalid(at(where, i) + " is " + Json.write(Names.cut(s)) + "; expected a number, \"NaN\", \"Infinity\" or \"-Infinity\"");
       }
     }
     if (c != '-' && (c < '0' || c > '9')) {
@@ -443,7 +442,7 @@ final class TensorJsonReader {
     String k = string(where + ": key", -1);
     space();
     if (in.read() != ':') {
-      throw syntax(where, "expected ':' after key " + quoteName(k));
+      throw syntax(where, "expected ':' after key " + Names.quote(k));
     }
     space();
     return k;
@@ -602,18 +601,6 @@ final class TensorJsonReader {
       case -1 -> "the end of the input";
       default -> c == '-' || (c >= '0' && c <= '9') ? "a number" : "'" + (char) c + "'";
     };
-  }
-
-  /** Text echoed in a message, cut at 200 characters (a 20,000-character name must not fill a log). */
-  static String cut(String s) {
-    return s.length() > MAX_NAME_ECHO ? s.substring(0, MAX_NAME_ECHO) + "..." : s;
-  }
-
-  /** A name as echoed in a message: single-quoted, escaped, {@link #cut}. */
-  static String quoteName(String name) {
-    StringBuilder sb = new StringBuilder();
-    Json.quote(sb, cut(name));
-    return "'" + sb.substring(1, sb.length() - 1) + "'";
   }
 
   private OnnxpipeException syntax(String where, String what) {

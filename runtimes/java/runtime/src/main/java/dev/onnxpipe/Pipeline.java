@@ -137,6 +137,7 @@ public final class Pipeline implements AutoCloseable {
   private static Tensor defaultOf(TensorSpec s, OnnxModel file, String where) {
     Tensor init = file.parameters.get(s.name());
     if (init != null) {
+      Defaults.checkAgainstManifest(s, init, where);
       return init;
     }
     if (s.rank() == 0 && s.defaultValue() instanceof Number n) {

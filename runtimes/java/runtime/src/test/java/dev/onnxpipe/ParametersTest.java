@@ -7,8 +7,13 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import dev.onnxpipe.core.ErrorCode;
 import dev.onnxpipe.core.Tensor;
+import dev.onnxpipe.onnx.OnnxProto.ModelProto;
+import dev.onnxpipe.onnx.OnnxProto.StringStringEntryProto;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.util.Map;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
 
 /** Run-time parameters against the manifest's range, and the verification state (docs/manifest.md). */
 class ParametersTest {
@@ -28,6 +33,26 @@ class ParametersTest {
       }
       p.run(Map.of("image", image, "iou_threshold", Tensor.scalar(1f)));
     }
+  }
+
+  /** spec/README.md: a parameter's default is the manifest's; the graph's initializer must hold the same value. */
+  @Test
+  void aManifestDefaultThatDisagreesWithTheInitializerIsModelLoad(@TempDir Path tmp) throws Exception {
+    ModelProto model = ModelProto.parseFrom(Files.readAllBytes(Fixtures.fixture("basic.onnx")));
+    ModelProto.Builder b = model.toBuilder();
+    for (int i = 0; i < b.getMetadataPropsCount(); i++) {
+      StringStringEntryProto e = b.getMetadataProps(i);
+      if (e.getKey().equals("onnxpipe.manifest")) {
+        String changed = e.getValue().replace("\"default\":0.5", "\"default\":0.75");
+        assertTrue(!changed.equals(e.getValue()), "the fixture's manifest has default 0.5: " + e.getValue());
+        b.setMetadataProps(i, e.toBuilder().setValue(changed));
+      }
+    }
+    Path file = tmp.resolve("disagrees.onnx");
+    Files.write(file, b.build().toByteArray());
+    PipelineException e = assertThrows(PipelineException.class, () -> Pipeline.load(file));
+    assertEquals(ErrorCode.MODEL_LOAD, e.code(), e.getMessage());
+    assertTrue(e.getMessage().contains("score_threshold") && e.getMessage().contains("0.75"), e.getMessage());
   }
 
   @Test

@@ -199,9 +199,20 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_named_files(args: argparse.Namespace) -> None:
+    """A file named on the command line that does not exist is a usage error (spec/errors.json: USAGE), the same
+    in every CLI; a file that exists but cannot be read or parsed keeps its own code."""
+    for option in ("model", "inputs", "expected", "vectors"):
+        path = getattr(args, option, None)
+        if isinstance(path, Path) and not path.exists():
+            what = "MODEL" if option == "model" else f"--{option}"
+            raise CliError(f"{what} {str(path)!r}: no such file or directory")
+
+
 def run_command(args: argparse.Namespace) -> int:
     """Run a parsed subcommand, turning expected failures into one line on stderr and their code's exit status."""
     try:
+        _check_named_files(args)
         status = int(args.func(args))
         sys.stdout.flush()  # here, so a closed pipe is caught below rather than at exit
         return status

@@ -173,6 +173,12 @@ def _faster_rcnn() -> torch.nn.Module:
     model = fasterrcnn_mobilenet_v3_large_320_fpn(weights=None, weights_backbone=None,
                                                   num_classes=tv_detector.NUM_CLASSES).eval()
     tv_detector.reinitialise(model, 0)
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():  # reinitialise() seeds the convolutions; torchvision drew these from the global RNG
+        for layer in model.roi_heads.modules():
+            if isinstance(layer, torch.nn.Linear):
+                layer.weight.copy_(torch.randn(layer.weight.shape, generator=g) / layer.weight.shape[1] ** 0.5)
+                layer.bias.zero_()
     rpn, predictor = model.rpn.head, model.roi_heads.box_predictor
     return _calibrate(model, [(rpn.cls_logits, 2.0, -1.0), (rpn.bbox_pred, 0.2, 0.0),
                               (predictor.cls_score, 1.5, 0.0), (predictor.bbox_pred, 0.3, 0.0)])

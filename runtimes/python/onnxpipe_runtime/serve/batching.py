@@ -8,7 +8,7 @@ axis (a per-request threshold). Rows are assumed independent, as they are in an 
 
 A batch is cut when it holds ``max_batch`` rows, when its oldest request has waited ``max_delay``, or as
 soon as no other request for the model is on its way in (being received and decoded, see ``arriving``) and
-it holds as many rows as the last run did (under steady load the callers of the last run come back, so
+it holds as many requests as the last run did (under steady load the callers of the last run come back, so
 waiting up to ``max_delay`` for them keeps batches full): a lone request never waits for company that is
 not coming, and requests that queue while the model is busy join the next batch without waiting at all.
 If a merged run fails, each of its requests is run alone, so a failing request fails alone. A merged batch
@@ -126,7 +126,7 @@ class Batcher:
         self._closed = False
         self._arriving = 0
         self._running = 0  # runs of this model going on (workers and callers running inline)
-        self._last_rows = 1  # rows in the last run: the load the next batch can expect
+        self._last_requests = 1  # requests in the last run: the load the next batch can expect
         self._workers = workers
         batched = {s.name for s in pipe.signature.inputs if axis is not None and s.shape[:1] == (axis,)}
         self._batched_inputs = frozenset(batched)
@@ -190,7 +190,7 @@ class Batcher:
             if self._closed:
                 raise RequestError("CLOSED", f"model {self.name!r}: the server is shutting down")
             busy = self._queue or self._arriving > 1 or self._running >= self._workers
-            if busy or (self.batching and self._last_rows > 1):  # after a merged run, its callers return: batch
+            if busy or (self.batching and self._last_requests > 1):  # after a merged run its callers return: batch
                 return False
             if not self._slots.acquire(blocking=False):
                 return False
@@ -278,9 +278,8 @@ class Batcher:
                     else:
                         full = True  # the next one waiting does not fit: waiting gains nothing
             now = time.monotonic()
-            # under steady load the callers of the last run come back: wait (at most the delay) for as many rows
-            expected = min(self.policy.max_batch, self._last_rows)
-            done_waiting = not self._arriving and rows >= expected
+            # under steady load the callers of the last run come back: wait (at most the delay) for as many
+            done_waiting = not self._arriving and len(chosen) >= self._last_requests
             if full or rows >= self.policy.max_batch or now >= deadline or self._closed or done_waiting:
                 for job in chosen:
                     self._queue.remove(job)
@@ -328,7 +327,7 @@ class Batcher:
             start += job.rows
         self.requests += len(batch)
         self.rows += total
-        self._last_rows = total
+        self._last_requests = len(batch)
 
     def _run_alone(self, job: _Job) -> None:
         try:
@@ -336,7 +335,7 @@ class Batcher:
             _resolve(job, self.pipe.run(job.feeds))
             self.requests += 1
             self.rows += job.rows
-            self._last_rows = max(1, job.rows)
+            self._last_requests = 1
         except RunError as e:
             empty = next((n for n, a in job.feeds.items() if a.size == 0), None)
             if empty is None:

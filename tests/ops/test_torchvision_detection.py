@@ -36,7 +36,7 @@ def _torchvision_table(model, img: np.ndarray, score: float | None = None, iou: 
 
 def test_verified_with_the_detection_table_manifest(ssd):
     res, _ = ssd
-    man = res.manifest
+    man = res.manifest.to_dict()
     assert man["verification"]["status"] == "passed"
     assert [o["name"] for o in man["outputs"]] == ["detections"] and man["outputs"][0]["shape"][1] == 7
     inputs = {i["name"]: i for i in man["inputs"]}
@@ -126,8 +126,8 @@ def test_segmentation_gives_a_label_map_at_the_input_size(lraspp):
     from onnxpipe_runtime.cli import main as runtime_main
 
     res, pre, model = lraspp
-    assert res.manifest["verification"]["status"] == "passed"
-    assert res.manifest["outputs"][0]["dtype"] == "int64"
+    assert res.manifest.verification_status == "passed"
+    assert res.manifest.outputs[0].dtype == "int64"
     with Pipeline.load(res.path) as pipe:
         for n, h, w in [(2, 1, 1), (1, 240, 320), (2, 61, 45)]:
             img = images(n, h, w, seed=h)
@@ -220,7 +220,7 @@ def _detections_per_img(name: str, model) -> int:
 
 def test_rcnn_verified_on_other_sizes_with_the_table_manifest(rcnn):
     name, res, model = rcnn
-    man = res.manifest.to_dict() if hasattr(res.manifest, "to_dict") else res.manifest  # typed or a dict
+    man = res.manifest.to_dict()
     assert man["verification"]["status"] == "passed"
     assert [o["name"] for o in man["outputs"]] == ["detections"] and man["outputs"][0]["shape"][1] == 7
     inputs = {i["name"]: i for i in man["inputs"]}

@@ -435,3 +435,12 @@ def test_env_token_is_not_on_the_command_line(tmp_path):
             c.close()
     finally:
         server.kill()
+
+
+# -- §11 batching that pays: text rows merge with rows of a similar length -----------------------------------
+def test_strings_merge_only_with_similar_lengths():
+    from onnxpipe_runtime.serve.batching import _length_class
+
+    short, similar, long = (np.array([t], dtype=object) for t in ("a man eats", "a woman reads", "x" * 80))
+    assert _length_class(short) == _length_class(similar) != _length_class(long)
+    assert _length_class(np.array([], dtype=object)) == 0

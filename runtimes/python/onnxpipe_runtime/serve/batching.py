@@ -4,7 +4,9 @@ A model is batchable when its signature has a *batch axis*: one named dynamic di
 required input and every output and appears nowhere else, and every other output dimension is fixed or
 named by an input (so it cannot depend on which rows share a run). Requests merge when they give the
 same inputs with the same dtypes and non-batch dimensions, and equal values for inputs without the batch
-axis (a per-request threshold). Rows are assumed independent, as they are in an inference pipeline.
+axis (a per-request threshold); string inputs merge only when their longest strings are within a factor of
+two of each other (a text model pads every row of a run to the longest). Rows are assumed independent, as
+they are in an inference pipeline.
 
 A batch is cut when it holds ``max_batch`` rows, when its oldest request has waited ``max_delay``, or as
 soon as no other request for the model is on its way in (being received and decoded, see ``arriving``) and
@@ -218,7 +220,7 @@ class Batcher:
         for n in sorted(feeds):
             a = feeds[n]
             if n in self._batched_inputs:
-                key.append((n, a.dtype.str, a.shape[1:]))
+                key.append((n, a.dtype.str, a.shape[1:], _length_class(a) if a.dtype == object else 0))
             elif a.dtype == object:
                 key.append((n, a.shape, tuple(a.reshape(-1).tolist())))
             else:
@@ -364,6 +366,12 @@ class Batcher:
         if self.requests:
             log.info("model %r: %d requests (%d rows) answered in %d runs, %.1f requests per run",
                      self.name, self.requests, self.rows, self.runs, self.requests / max(1, self.runs))
+
+
+def _length_class(strings: np.ndarray) -> int:
+    """Strings merge only with strings of a similar length (the longest within a factor of two): a text model
+    pads every row of a run to its longest, so one long sentence would make a merged run cost many."""
+    return max((len(v) for v in strings.reshape(-1)), default=0).bit_length()
 
 
 def _resolve(job: _Job, outputs: dict[str, np.ndarray]) -> None:

@@ -8,6 +8,7 @@ no more memory than its size; raw numeric data is used in place (a read-only vie
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -17,6 +18,8 @@ import numpy as np
 from onnxpipe_runtime.serve.limits import Budget, Limits
 from onnxpipe_runtime.serve.status import RequestError, clip
 from onnxpipe_runtime.signature import TensorSpec
+from onnxpipe_runtime.tensor_json import DTYPES as DTYPES_NUMPY
+from onnxpipe_runtime.tensor_json import WIDENS_FROM
 
 __all__ = ["DATATYPES", "datatype_of", "decode_input", "encode_output", "metadata_shape", "pack_bytes", "unpack_bytes"]
 
@@ -40,6 +43,7 @@ _NUMPY: dict[str, np.dtype] = {
     "INT8": np.dtype("i1"),
     "BOOL": np.dtype("?"),
 }
+_DTYPE_OF_DATATYPE: dict[str, str] = {v: k for k, v in DATATYPES.items()}
 _DATATYPE_OF: dict[np.dtype, str] = {dt.newbyteorder("="): name for name, dt in _NUMPY.items()}
 #: protocol datatype -> the InferTensorContents field that carries it when typed
 CONTENTS_FIELD: dict[str, str] = {
@@ -145,8 +149,14 @@ def decode_input(spec: TensorSpec, tensor: Any, raw: bytes | None, budget: Budge
     name = spec.name
     want = DATATYPES[spec.dtype]
     if tensor.datatype != want:
+        narrow = _DTYPE_OF_DATATYPE.get(tensor.datatype)
+        if narrow in WIDENS_FROM[spec.dtype]:  # a lossless widening (spec/dtypes.json), as in every runtime
+            given_spec = dataclasses.replace(spec, dtype=narrow)
+            return decode_input(given_spec, tensor, raw, budget).astype(DTYPES_NUMPY[spec.dtype])
         given = clip(tensor.datatype, quote=False) if tensor.datatype else "(empty)"
-        raise RequestError("INVALID_INPUT", f"input {name!r}: datatype {given} given, expected {_describe(spec)}")
+        accepted = ", ".join(DATATYPES[d] for d in (spec.dtype, *WIDENS_FROM[spec.dtype]))
+        raise RequestError("INVALID_INPUT", f"input {name!r}: datatype {given} given, expected {_describe(spec)} "
+                                            f"(accepted: {accepted})")
     shape = list(tensor.shape)
     if any(d < 0 for d in shape):
         raise RequestError("INVALID_INPUT", f"input {name!r}: shape {_clip_shape(shape)} has a negative dimension")

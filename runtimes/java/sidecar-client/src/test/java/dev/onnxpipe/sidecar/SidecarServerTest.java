@@ -97,11 +97,9 @@ class SidecarServerTest {
 
   /**
    * Where the Python sidecar does not follow spec/ yet, by case name; each still fails as recorded here (so the
-   * entry must go when the sidecar is fixed): it refuses the dtype widening of spec/dtypes.json and does not check
-   * a parameter's manifest range.
+   * entry must go when the sidecar is fixed). None left: the sidecar widens dtypes as spec/dtypes.json says.
    */
-  static final Map<String, String> KNOWN_SIDECAR_GAPS = Map.of(
-      "basic.json/widen-uint8-features", "INVALID_INPUT");
+  static final Map<String, String> KNOWN_SIDECAR_GAPS = Map.of();
 
   /**
    * spec/cases/ through the live sidecar, for each case file whose model the sidecar serves (a vector set's model):

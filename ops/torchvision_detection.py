@@ -43,7 +43,31 @@ def _exporting() -> bool:
     return bool(torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting())
 
 
-class TorchvisionSSD(torch.nn.Module):
+class _Detector(torch.nn.Module):
+    """A torchvision detector as a model stage: eager, torchvision itself (``_torchvision``); exported, the same
+    steps in batched tensor ops (``_graph``); both give the ``[K, 7]`` detection table."""
+
+    model: Any
+
+    def describe(self) -> str:
+        return f"torchvision {type(self.model).__name__}"
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        if not isinstance(images, torch.Tensor) or images.dim() != 4 or not images.is_floating_point():
+            got = list(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
+            raise ValueError(f"{self.describe()}: input 'images': expected float [N, 3, H, W] in [0, 1], got {got}")
+        if not _exporting():
+            return {"detections": self._torchvision(images)}
+        return {"detections": self._graph(images)}
+
+    def _torchvision(self, images: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def _graph(self, images: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+
+class TorchvisionSSD(_Detector):
     """A torchvision ``SSD`` in eval mode: float32 ``images [N, 3, H, W]`` in [0, 1] -> ``{"detections"}``."""
 
     #: {output: max rows per image}: verification compares it as a detection table (rows may swap among
@@ -79,13 +103,6 @@ class TorchvisionSSD(torch.nn.Module):
         features = list(features.values()) if isinstance(features, dict) else [features]
         return self.model.anchor_generator(ImageList(x, [self.size]), features)[0]
 
-    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        if not isinstance(images, torch.Tensor) or images.dim() != 4 or not images.is_floating_point():
-            got = list(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-            raise ValueError(f"{self.describe()}: input 'images': expected float [N, 3, H, W] in [0, 1], got {got}")
-        if not _exporting():
-            return {"detections": self._torchvision(images)}
-        return {"detections": self._graph(images)}
 
     def _torchvision(self, images: torch.Tensor) -> torch.Tensor:
         m = self.model
@@ -127,9 +144,6 @@ class TorchvisionSSD(torch.nn.Module):
         rh = h / torch.tensor(float(self.size[0]))
         return torch.stack([det[:, 0], det[:, 1] * rw, det[:, 2] * rh, det[:, 3] * rw, det[:, 4] * rh, det[:, 5],
                             det[:, 6] + 1], dim=1)
-
-    def describe(self) -> str:
-        return f"torchvision {type(self.model).__name__}"
 
 
 class TorchvisionSegmentation(torch.nn.Module):

@@ -29,14 +29,11 @@ import torch.nn.functional as F
 
 from onnxpipe.errors import ExportError
 from onnxpipe.ops.detect import BatchedNMS, _kept_scores, _top_k
+from onnxpipe.ops.torchvision_detection import _Detector, _exporting
 
 __all__ = ["TorchvisionFasterRCNN", "TorchvisionRetinaNet"]
 
 _FLOAT_LOWEST = float(torch.finfo(torch.float32).min)
-
-
-def _exporting() -> bool:
-    return bool(torch.onnx.is_in_onnx_export() or torch.compiler.is_exporting())
 
 
 def _table(results: list[dict[str, torch.Tensor]]) -> torch.Tensor:
@@ -45,7 +42,7 @@ def _table(results: list[dict[str, torch.Tensor]]) -> torch.Tensor:
     return torch.cat(rows, dim=0) if rows else torch.zeros(0, 7)
 
 
-class _GeneralizedRCNN(torch.nn.Module):
+class _GeneralizedRCNN(_Detector):
     """Shared by the wrappers: torchvision's transform, anchors and the table in input-image pixels."""
 
     onnxpipe_detection_outputs: dict[str, int | None]
@@ -70,16 +67,6 @@ class _GeneralizedRCNN(torch.nn.Module):
         self.nms.score_threshold.range = (0.0, 1.0)  # scores are probabilities
         self.onnxpipe_detection_outputs = {"detections": nms.max_detections}
 
-    def describe(self) -> str:
-        return f"torchvision {type(self.model).__name__}"
-
-    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        if not isinstance(images, torch.Tensor) or images.dim() != 4 or not images.is_floating_point():
-            got = list(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__
-            raise ValueError(f"{self.describe()}: input 'images': expected float [N, 3, H, W] in [0, 1], got {got}")
-        if not _exporting():
-            return {"detections": self._torchvision(images)}
-        return {"detections": self._graph(images)}
 
     def _thresholds(self) -> tuple[Any, tuple[str, str]]:
         """The object holding ``score_thresh`` / ``nms_thresh`` and their attribute names."""

@@ -53,7 +53,7 @@ build-java: setup
 	@if [ -f runtimes/java/sidecar-client/Makefile ]; then $(MAKE) -C runtimes/java/sidecar-client build; fi
 
 build-go: setup
-	$(MAKE) -C runtimes/go build
+	$(MAKE) -C runtimes/go build native
 	$(MAKE) -C runtimes/go/sidecar build
 
 bench: setup generated-models

@@ -40,7 +40,7 @@ def manifest(name, inputs, outputs, domains):
     return json.dumps({
         "format": "onnxpipe.manifest", "format_version": 1, "sdk_version": "0.1.0", "name": name,
         "inputs": inputs, "outputs": outputs,
-        "stages": [{"name": "pre", "kind": "onnx", "description": name, "nodes": 1}],
+        "stages": [{"name": "pre", "kind": "onnx", "exporter": "onnx", "description": name, "nodes": 1}],
         "labels": None, "domains": domains, "precision": "fp32", "opset": 18, "exporter": "onnx",
         "verification": {"passed": True, "skipped": True, "cases": []}, "metadata": {},
     }, sort_keys=True, separators=(",", ":"))

@@ -1,6 +1,7 @@
 """`python tests/serve/held_serve.py HOLD_DIR MODEL [serve flags]`: `onnxpipe serve` with an explicit hook for
-shutdown tests. Every model run waits until HOLD_DIR/release exists, and every inference request the server
-accepts appends a line to HOLD_DIR/accepted, so a test knows what is in flight without guessing at timing."""
+shutdown tests. Every model run waits until HOLD_DIR/release exists, every inference request the server
+accepts appends a line to HOLD_DIR/accepted, and HOLD_DIR/stopping appears once the server refuses new calls (after
+the signal reached it), so a test knows what is in flight and when without guessing at timing."""
 
 from __future__ import annotations
 
@@ -30,7 +31,18 @@ def main() -> int:
         self.on_accepted = accepted
         return started
 
+    stop = server.Server.stop
+
+    def noted_stop(self: server.Server, grace: float | None = None) -> None:
+        def note() -> None:  # once new calls are refused, not merely once stop() was called
+            self._servicer.stopping.wait()
+            (hold / "stopping").touch()
+
+        threading.Thread(target=note, daemon=True).start()
+        stop(self, grace)
+
     server.Server.start = held_start  # type: ignore[method-assign]
+    server.Server.stop = noted_stop  # type: ignore[method-assign]
     return cli.main(sys.argv[2:])
 
 

@@ -92,6 +92,9 @@ def test_sigterm_finishes_accepted_requests_refuses_later_ones_then_exits_0(tmp_
             calls = [ex.submit(infer, client, "basic", basic_inputs(1, seed=i)) for i in range(8)]
             _until(lambda: accepted() == 8, "8 requests accepted")  # one held in its run, seven queued
             server.proc.send_signal(signal.SIGTERM)
+            # the signal is handled asynchronously: a request sent before the server starts to stop is accepted
+            # (and held), so probe only once it has
+            _until(lambda: (hold / "stopping").exists(), "the server to start stopping after SIGTERM")
 
             def refused_unavailable() -> bool:
                 try:

@@ -268,7 +268,8 @@ class Batcher:
                 return [self._queue.popleft()]
             deadline = first.arrival + self.policy.max_delay
             limits = self.policy.limits
-            chosen, rows, elements, strings, full = [], 0, 0, 0, False
+            chosen: list[_Job] = []
+            rows, elements, strings, full = 0, 0, 0, False
             for job in self._queue:
                 if job.key == first.key and job.rows > 0:
                     fits = (rows + job.rows <= self.policy.max_batch

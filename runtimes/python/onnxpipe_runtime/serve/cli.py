@@ -96,8 +96,8 @@ def _token(args: argparse.Namespace) -> tuple[str | None, str]:
         if not token:
             raise ConfigError(f"--token-file {str(args.token_file)!r}: the file is empty")
         return token, "--token-file"
-    token = os.environ.get(TOKEN_ENV) or None
-    return token, f"${TOKEN_ENV}" if token else ""
+    from_env = os.environ.get(TOKEN_ENV) or None
+    return from_env, f"${TOKEN_ENV}" if from_env else ""
 
 
 def _is_loopback(host: str) -> bool:

@@ -57,7 +57,8 @@ public final class OverheadBench {
       configs.add(new Config("digits", digits.resolve("model.onnx"), batched(digits.resolve("inputs_0.json"), batch),
           batch));
     }
-    Path minilm = minilmFile != null ? minilmFile : root.resolve("build/models/minilm.onnx");
+    // the MiniLM file `make generated-models` builds (the Go harness reads the same one)
+    Path minilm = minilmFile != null ? minilmFile : root.resolve("tests/vectors/minilm/model.generated.onnx");
     if (!Files.exists(minilm)) {
       System.out.println("note: MiniLM skipped: " + minilm + " is absent (run `make generated-models` at the root)");
     } else {

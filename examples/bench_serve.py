@@ -79,8 +79,7 @@ class ServerProcess:
         threading.Thread(target=self._read, daemon=True).start()
 
     def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
+        for line in self.proc.stdout or ():
             m = re.search(r"listening on ([\d.]+):(\d+)", line)
             if m:
                 self.address = f"{m.group(1)}:{m.group(2)}"

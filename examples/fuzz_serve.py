@@ -51,7 +51,8 @@ class Sidecar:
             [sys.executable, "-m", "onnxpipe_runtime.serve", *args, "--port", "0", "--log-level", "WARNING"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
             env=dict(os.environ, PYTHONUNBUFFERED="1"))
-        assert self.proc.stdout is not None
+        if self.proc.stdout is None or self.proc.stderr is None:
+            raise SystemExit("fuzz: the server's output pipes did not open")
         line = self.proc.stdout.readline()
         m = re.search(r"listening on ([\d.]+:\d+)", line)
         if not m:
@@ -62,8 +63,7 @@ class Sidecar:
         threading.Thread(target=self._count_log, daemon=True).start()
 
     def _count_log(self) -> None:
-        assert self.proc.stderr is not None
-        for line in self.proc.stderr:
+        for line in self.proc.stderr or ():
             self.log_lines += 1
             if "Traceback" in line:
                 print(f"fuzz: traceback in the server log: {line.rstrip()}", file=sys.stderr)

@@ -63,14 +63,16 @@ class Trimmer:
             self._due.set()
 
     def _loop(self) -> None:
-        assert self._trim is not None
+        trim = self._trim
+        if trim is None:  # started only when malloc_trim exists
+            return
         while True:
             self._due.wait()
             if self._closed:
                 return
             time.sleep(self.delay)  # let the request's buffers be released first
             self._due.clear()
-            self._trim()
+            trim()
             self.trims += 1
 
     def close(self) -> None:
